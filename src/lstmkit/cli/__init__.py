@@ -1,0 +1,1 @@
+"""The ``lstmkit`` command line: parsing only; every command calls into ``lstmkit.tasks``."""

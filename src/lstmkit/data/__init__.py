@@ -1,0 +1,1 @@
+"""lstmkit.data (in progress)."""

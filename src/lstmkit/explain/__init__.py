@@ -1,0 +1,1 @@
+"""lstmkit.explain (in progress)."""

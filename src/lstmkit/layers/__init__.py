@@ -1,0 +1,1 @@
+"""lstmkit.layers (in progress)."""

@@ -1,0 +1,1 @@
+"""lstmkit.models (in progress)."""

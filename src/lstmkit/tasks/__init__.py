@@ -1,0 +1,1 @@
+"""lstmkit.tasks (in progress)."""

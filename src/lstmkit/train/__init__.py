@@ -1,0 +1,1 @@
+"""lstmkit.train (in progress)."""
