@@ -10,3 +10,13 @@ from lstmkit.nn.cells import GRUCell, LSTMCell, RNNCell  # noqa: F401
 from lstmkit.nn.convert import from_torch, to_torch  # noqa: F401
 from lstmkit.nn.recurrent import GRU, LSTM, RNN  # noqa: F401
 from lstmkit.nn.rnn import RNNBase  # noqa: F401
+
+
+def __getattr__(name):
+    """Anything torch.nn has that is not re-exported above (submodules such as ``parallel``) comes from torch.nn."""
+    import torch.nn as _tnn
+
+    try:
+        return getattr(_tnn, name)
+    except AttributeError:
+        raise AttributeError(f"module 'lstmkit.nn' has no attribute {name!r}") from None
