@@ -1,9 +1,222 @@
-"""Binding of the compiled engine (placeholder until the kernels land: reports unavailable)."""
+"""Python side of the native engine: loads ``_C``, registers autograd and fake kernels, runs one layer-direction.
+
+The C++ ops (``torch.ops.lstmkit.*``) hold only the sequential part of a recurrent layer. Around them this
+module does, with ordinary differentiable torch ops, the parts that are single large GEMMs over all T*B rows:
+the input projection ``G_x = X W_ih^T + b`` before the loop and, in backward, ``dW_hh = dG^T H_prev``,
+``dW_hr``, the peephole and bias reductions (autograd derives ``dW_ih = dG^T X`` and ``dX = dG W_ih``).
+Variable lengths: the batch is sorted longest first and each step runs only the rows still active.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+import torch.nn.functional as F
+
+_C = None
+_error: Optional[str] = None
+try:
+    from lstmkit._native import _C  # noqa: F401  (loads the shared library: registers torch.ops.lstmkit)
+except Exception as exc:  # not built (no compiler at install time), or built against another torch
+    _error = f"{type(exc).__name__}: {exc}"
+
+SUPPORTED_DTYPES = (torch.float32,)
 
 
 def available() -> bool:
-    return False
+    """True when the compiled engine is loaded."""
+    return _C is not None
 
 
 def unavailable_reason() -> str:
-    return "the native engine has not been built into this version"
+    """Why the engine is not available ("" when it is)."""
+    return _error or ""
+
+
+def supports(spec, dtype: torch.dtype) -> bool:
+    """Whether the engine runs ``spec`` in ``dtype`` (otherwise the layer uses the reference path)."""
+    return available() and dtype in SUPPORTED_DTYPES and not spec.layer_norm
+
+
+def _opt(t: Optional[Tensor]) -> Optional[Tensor]:
+    return None if t is None else t.contiguous()
+
+
+def _zeros_if_none(g: Optional[Tensor], like: Tensor) -> Tensor:
+    return torch.zeros_like(like) if g is None else g.contiguous()
+
+
+# -- autograd and fake kernels of the registered ops ------------------------------------------------------
+def _register() -> None:
+    lib = "lstmkit::"
+
+    @torch.library.register_fake(lib + "lstm_fwd")
+    def _(gx, h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled):
+        T, B, _g = gx.shape
+        H, P = c0.shape[1], h0.shape[1]
+        e = gx.new_empty
+        return (e(T, B, P), e(B, P), e(B, H), e(T, B, gx.shape[2]), e(T, B, H),
+                e(T, B, H) if zo_c is not None else e(0), e(T, B, H) if w_hr is not None else e(0))
+
+    @torch.library.register_fake(lib + "lstm_bwd")
+    def _(dy, dhT, dcT, gates, cn, cs, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled):
+        T, B, GH = gates.shape
+        return (gates.new_empty(T, B, GH), dhT.new_empty(dhT.shape), dcT.new_empty(dcT.shape),
+                dy.new_empty(dy.shape) if w_hr is not None else dy.new_empty(0))
+
+    @torch.library.register_fake(lib + "gru_fwd")
+    def _(gx, h0, w_hh, b_hh, batch_sizes, rd_mask, zo_h):
+        T, B, H3 = gx.shape
+        return gx.new_empty(T, B, H3 // 3), h0.new_empty(h0.shape), gx.new_empty(T, B, H3), gx.new_empty(T, B, H3 // 3)
+
+    @torch.library.register_fake(lib + "gru_bwd")
+    def _(dy, dhT, gates, ghn, h0, y, w_hh, batch_sizes, rd_mask, zo_h):
+        return gates.new_empty(gates.shape), gates.new_empty(gates.shape), dhT.new_empty(dhT.shape)
+
+    @torch.library.register_fake(lib + "rnn_fwd")
+    def _(gx, h0, w_hh, batch_sizes, rd_mask, zo_h, relu):
+        return gx.new_empty(gx.shape), h0.new_empty(h0.shape), gx.new_empty(gx.shape if zo_h is not None else (0,))
+
+    @torch.library.register_fake(lib + "rnn_bwd")
+    def _(dy, dhT, hn, w_hh, batch_sizes, rd_mask, zo_h, relu):
+        return hn.new_empty(hn.shape), dhT.new_empty(dhT.shape)
+
+    # LSTM: inputs (gx, h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled)
+    def lstm_setup(ctx, inputs, output):
+        gx, h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled = inputs
+        y, _h, _c, gates, cn, cs, m = output
+        ctx.coupled = coupled
+        ctx.save_for_backward(h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, y, gates, cn, cs, m)
+
+    def lstm_backward(ctx, dy, dhT, dcT, *_unused):
+        h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, y, gates, cn, cs, m = ctx.saved_tensors
+        dG, dh0, dc0, dhn = torch.ops.lstmkit.lstm_bwd(
+            _zeros_if_none(dy, y), _zeros_if_none(dhT, h0), _zeros_if_none(dcT, c0), gates, cn, cs, c0, w_hh,
+            w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, ctx.coupled)
+        T, B, GH = gates.shape
+        P, H = h0.shape[1], c0.shape[1]
+        h_prev = torch.cat([h0.unsqueeze(0), y[:-1]]) if T > 1 else h0.unsqueeze(0)  # (T, B, P)
+        if rd_mask is not None:
+            h_prev = h_prev * rd_mask
+        dG2 = dG.view(T * B, GH)
+        d_w_hh = dG2.t().mm(h_prev.reshape(T * B, P)) if ctx.needs_input_grad[3] else None
+        d_w_hr = None
+        if w_hr is not None and ctx.needs_input_grad[4]:
+            d_w_hr = dhn.view(T * B, P).t().mm(m.view(T * B, H))
+        d_w_ph = None
+        if w_ph is not None and ctx.needs_input_grad[5]:
+            carried = cs if zo_c is not None else cn
+            c_prev = torch.cat([c0.unsqueeze(0), carried[:-1]]) if T > 1 else c0.unsqueeze(0)
+            blocks = dG.split(H, dim=-1)
+            if ctx.coupled:  # (p_f, p_o): f sees c_{t-1}, o sees c_t
+                d_w_ph = torch.cat([(blocks[0] * c_prev).sum((0, 1)), (blocks[2] * cn).sum((0, 1))])
+            else:
+                d_w_ph = torch.cat([(blocks[0] * c_prev).sum((0, 1)), (blocks[1] * c_prev).sum((0, 1)),
+                                    (blocks[3] * cn).sum((0, 1))])
+        return dG, dh0, dc0, d_w_hh, d_w_hr, d_w_ph, None, None, None, None, None
+
+    torch.library.register_autograd(lib + "lstm_fwd", lstm_backward, setup_context=lstm_setup)
+
+    # GRU: inputs (gx, h0, w_hh, b_hh, batch_sizes, rd_mask, zo_h)
+    def gru_setup(ctx, inputs, output):
+        gx, h0, w_hh, b_hh, batch_sizes, rd_mask, zo_h = inputs
+        y, _h, gates, ghn = output
+        ctx.has_b_hh = b_hh is not None
+        ctx.save_for_backward(h0, w_hh, batch_sizes, rd_mask, zo_h, y, gates, ghn)
+
+    def gru_backward(ctx, dy, dhT, *_unused):
+        h0, w_hh, batch_sizes, rd_mask, zo_h, y, gates, ghn = ctx.saved_tensors
+        dGx, dGh, dh0 = torch.ops.lstmkit.gru_bwd(_zeros_if_none(dy, y), _zeros_if_none(dhT, h0), gates, ghn, h0,
+                                                  y, w_hh, batch_sizes, rd_mask, zo_h)
+        T, B, H3 = gates.shape
+        H = H3 // 3
+        h_prev = torch.cat([h0.unsqueeze(0), y[:-1]]) if T > 1 else h0.unsqueeze(0)
+        if rd_mask is not None:
+            h_prev = h_prev * rd_mask
+        dGh2 = dGh.view(T * B, H3)
+        d_w_hh = dGh2.t().mm(h_prev.reshape(T * B, H)) if ctx.needs_input_grad[2] else None
+        d_b_hh = dGh2.sum(0) if ctx.has_b_hh and ctx.needs_input_grad[3] else None
+        return dGx, dh0, d_w_hh, d_b_hh, None, None, None
+
+    torch.library.register_autograd(lib + "gru_fwd", gru_backward, setup_context=gru_setup)
+
+    # RNN: inputs (gx, h0, w_hh, batch_sizes, rd_mask, zo_h, relu)
+    def rnn_setup(ctx, inputs, output):
+        gx, h0, w_hh, batch_sizes, rd_mask, zo_h, relu = inputs
+        y, _h, hn = output
+        ctx.relu = relu
+        ctx.save_for_backward(h0, w_hh, batch_sizes, rd_mask, zo_h, y, hn)
+
+    def rnn_backward(ctx, dy, dhT, *_unused):
+        h0, w_hh, batch_sizes, rd_mask, zo_h, y, hn = ctx.saved_tensors
+        act = hn if zo_h is not None else y
+        dA, dh0 = torch.ops.lstmkit.rnn_bwd(_zeros_if_none(dy, y), _zeros_if_none(dhT, h0), act, w_hh,
+                                            batch_sizes, rd_mask, zo_h, ctx.relu)
+        T, B, H = y.shape
+        h_prev = torch.cat([h0.unsqueeze(0), y[:-1]]) if T > 1 else h0.unsqueeze(0)
+        if rd_mask is not None:
+            h_prev = h_prev * rd_mask
+        d_w_hh = dA.view(T * B, H).t().mm(h_prev.reshape(T * B, H)) if ctx.needs_input_grad[2] else None
+        return dA, dh0, d_w_hh, None, None, None, None
+
+    torch.library.register_autograd(lib + "rnn_fwd", rnn_backward, setup_context=rnn_setup)
+
+
+if _C is not None:
+    _register()
+
+
+# -- one layer-direction ---------------------------------------------------------------------------------
+def _sort_by_length(lengths: Tensor, T: int):
+    """Permutation putting the longest sequences first, its inverse, and rows active per step (T,)."""
+    lengths = lengths.to(torch.int64).cpu()
+    if bool((lengths[:-1] >= lengths[1:]).all()):
+        perm = inv = None
+        sorted_len = lengths
+    else:
+        sorted_len, perm = torch.sort(lengths, descending=True, stable=True)
+        inv = torch.empty_like(perm)
+        inv[perm] = torch.arange(perm.numel())
+    batch_sizes = (sorted_len.unsqueeze(0) > torch.arange(T).unsqueeze(1)).sum(1)  # (T,)
+    return perm, inv, batch_sizes
+
+
+def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths: Optional[Tensor] = None,
+                  rd_mask: Optional[Tensor] = None, zo_h: Optional[Tensor] = None, zo_c: Optional[Tensor] = None):
+    """Native twin of ``lstmkit.nn._engine.reference_run_direction`` (same arguments, same results)."""
+    T = x.size(0)
+    perm = inv = batch_sizes = None
+    if lengths is not None:
+        perm, inv, batch_sizes = _sort_by_length(lengths, T)
+        if perm is not None:
+            x = x.index_select(1, perm)
+            h0 = h0.index_select(0, perm)
+            c0 = c0.index_select(0, perm) if c0 is not None else None
+            rd_mask = rd_mask.index_select(0, perm) if rd_mask is not None else None
+            zo_h = zo_h.index_select(1, perm) if zo_h is not None else None
+            zo_c = zo_c.index_select(1, perm) if zo_c is not None else None
+    if spec.mode == "lstm":
+        bias = None
+        if w.b_ih is not None:
+            bias = w.b_ih + w.b_hh
+        gx = F.linear(x, w.w_ih, bias)  # (T, B, G*H): one GEMM over all T*B rows
+        y, h, c, *_ = torch.ops.lstmkit.lstm_fwd(gx, h0.contiguous(), c0.contiguous(), w.w_hh, _opt(w.w_hr),
+                                                 _opt(w.w_ph), batch_sizes, _opt(rd_mask), _opt(zo_h), _opt(zo_c),
+                                                 spec.coupled)
+    elif spec.mode == "gru":
+        gx = F.linear(x, w.w_ih, w.b_ih)  # (T, B, 3H)
+        y, h, *_ = torch.ops.lstmkit.gru_fwd(gx, h0.contiguous(), w.w_hh, _opt(w.b_hh), batch_sizes,
+                                             _opt(rd_mask), _opt(zo_h))
+        c = None
+    else:
+        bias = None if w.b_ih is None else w.b_ih + w.b_hh
+        gx = F.linear(x, w.w_ih, bias)  # (T, B, H)
+        y, h, _ = torch.ops.lstmkit.rnn_fwd(gx, h0.contiguous(), w.w_hh, batch_sizes, _opt(rd_mask), _opt(zo_h),
+                                            spec.mode == "rnn_relu")
+        c = None
+    if inv is not None:
+        y = y.index_select(1, inv)
+        h = h.index_select(0, inv)
+        c = c.index_select(0, inv) if c is not None else None
+    return y, h, c

@@ -1,0 +1,67 @@
+// Registration: the recurrence kernels as torch ops (lstmkit::*, autograd and fake kernels are registered in
+// Python, lstmkit/_native/ops.py) and the streaming class as a Python type.
+#include <torch/extension.h>
+#include <torch/library.h>
+
+#include "stream.h"
+
+namespace lstmkit {
+using at::Tensor;
+using OT = c10::optional<Tensor>;
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd(
+    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&, const OT&, const OT&,
+    const OT&, const OT&, bool);
+std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd(
+    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+    const Tensor&, const OT&, const OT&, const OT&, const OT&, const OT&, const OT&, bool);
+std::tuple<Tensor, Tensor, Tensor, Tensor> gru_fwd(const Tensor&, const Tensor&, const Tensor&, const OT&,
+                                                   const OT&, const OT&, const OT&);
+std::tuple<Tensor, Tensor, Tensor> gru_bwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                           const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&,
+                                           const OT&);
+std::tuple<Tensor, Tensor, Tensor> rnn_fwd(const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&,
+                                           const OT&, bool);
+std::tuple<Tensor, Tensor> rnn_bwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&,
+                                   const OT&, const OT&, bool);
+}  // namespace lstmkit
+
+TORCH_LIBRARY(lstmkit, m) {
+  m.def("lstm_fwd(Tensor gx, Tensor h0, Tensor c0, Tensor w_hh, Tensor? w_hr, Tensor? w_ph, Tensor? batch_sizes, "
+        "Tensor? rd_mask, Tensor? zo_h, Tensor? zo_c, bool coupled) "
+        "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("lstm_bwd(Tensor dy, Tensor dhT, Tensor dcT, Tensor gates, Tensor cn, Tensor cs, Tensor c0, Tensor w_hh, "
+        "Tensor? w_hr, Tensor? w_ph, Tensor? batch_sizes, Tensor? rd_mask, Tensor? zo_h, Tensor? zo_c, "
+        "bool coupled) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("gru_fwd(Tensor gx, Tensor h0, Tensor w_hh, Tensor? b_hh, Tensor? batch_sizes, Tensor? rd_mask, "
+        "Tensor? zo_h) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("gru_bwd(Tensor dy, Tensor dhT, Tensor gates, Tensor ghn, Tensor h0, Tensor y, Tensor w_hh, "
+        "Tensor? batch_sizes, Tensor? rd_mask, Tensor? zo_h) -> (Tensor, Tensor, Tensor)");
+  m.def("rnn_fwd(Tensor gx, Tensor h0, Tensor w_hh, Tensor? batch_sizes, Tensor? rd_mask, Tensor? zo_h, "
+        "bool relu) -> (Tensor, Tensor, Tensor)");
+  m.def("rnn_bwd(Tensor dy, Tensor dhT, Tensor hn, Tensor w_hh, Tensor? batch_sizes, Tensor? rd_mask, "
+        "Tensor? zo_h, bool relu) -> (Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(lstmkit, CPU, m) {
+  m.impl("lstm_fwd", &lstmkit::lstm_fwd);
+  m.impl("lstm_bwd", &lstmkit::lstm_bwd);
+  m.impl("gru_fwd", &lstmkit::gru_fwd);
+  m.impl("gru_bwd", &lstmkit::gru_bwd);
+  m.impl("rnn_fwd", &lstmkit::rnn_fwd);
+  m.impl("rnn_bwd", &lstmkit::rnn_bwd);
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
+  mod.doc() = "lstmkit native engine (ops registered under torch.ops.lstmkit)";
+  pybind11::class_<lstmkit::LSTMStream>(mod, "LSTMStream")
+      .def(pybind11::init<const std::vector<std::vector<at::Tensor>>&, int64_t, bool>())
+      .def("step", &lstmkit::LSTMStream::step)
+      .def("reset", &lstmkit::LSTMStream::reset)
+      .def("state", &lstmkit::LSTMStream::state)
+      .def("set_state", &lstmkit::LSTMStream::set_state);
+#if defined(__AVX512F__)
+  mod.attr("simd") = "avx512";
+#else
+  mod.attr("simd") = "scalar";
+#endif
+}

@@ -1,0 +1,237 @@
+// Fused GRU and Elman RNN (tanh/relu) recurrences with recurrent dropout, zoneout and lengths: fwd + bwd.
+// Same scheme as lstm.cpp: the caller does the input projection and the weight-gradient GEMMs.
+#include "kernels.h"
+
+#include <tuple>
+#include <vector>
+
+namespace lstmkit {
+
+using at::Tensor;
+
+static std::vector<int64_t> steps_rows(const c10::optional<Tensor>& batch_sizes, int64_t T, int64_t B) {
+  std::vector<int64_t> bs(T, B);
+  if (batch_sizes.has_value() && batch_sizes->defined()) {
+    auto acc = batch_sizes->contiguous().to(at::kLong);
+    for (int64_t t = 0; t < T; ++t) bs[t] = acc.data_ptr<int64_t>()[t];
+  }
+  return bs;
+}
+
+static Tensor opt_contig(const c10::optional<Tensor>& t) {
+  return (t.has_value() && t->defined() && t->numel() > 0) ? t->contiguous() : Tensor();
+}
+
+// GRU forward. gx (T,B,3H) = x W_ih^T + b_ih. Returns y, h_T, gates (T,B,3H) = (r, z, n) activated and
+// ghn (T,B,H) = h_{t-1} W_hn^T + b_hn (what r multiplies), both for backward.
+std::tuple<Tensor, Tensor, Tensor, Tensor> gru_fwd(
+    const Tensor& gx_in, const Tensor& h0, const Tensor& w_hh_in, const c10::optional<Tensor>& b_hh_in,
+    const c10::optional<Tensor>& batch_sizes, const c10::optional<Tensor>& rd_mask_in,
+    const c10::optional<Tensor>& zo_h_in) {
+  FlushDenormals ftz;
+  const Tensor gx = gx_in.contiguous();
+  const int64_t T = gx.size(0), B = gx.size(1), H3 = gx.size(2), H = H3 / 3;
+  auto opts = gx.options();
+  Tensor w_hh = w_hh_in.contiguous(), w_hh_t = w_hh.t(), w_hh_tc = w_hh_t.contiguous();
+  Tensor b_hh = opt_contig(b_hh_in), rd = opt_contig(rd_mask_in), zoh = opt_contig(zo_h_in);
+  const float* bh = b_hh.defined() ? b_hh.data_ptr<float>() : nullptr;
+  const float* rdp = rd.defined() ? rd.data_ptr<float>() : nullptr;
+  const float* zhp = zoh.defined() ? zoh.data_ptr<float>() : nullptr;
+  Tensor y = at::empty({T, B, H}, opts), gates = at::empty({T, B, H3}, opts), ghn = at::empty({T, B, H}, opts);
+  Tensor h = h0.contiguous().clone(), gh = at::empty({B, H3}, opts), hm = rdp ? at::empty({B, H}, opts) : Tensor();
+  float* hp = h.data_ptr<float>();
+  const auto bs = steps_rows(batch_sizes, T, B);
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t bt = bs[t];
+    float* ghp = gh.data_ptr<float>();
+    for (int64_t b = 0; b < bt; ++b)
+      for (int64_t j = 0; j < H3; ++j) ghp[b * H3 + j] = bh ? bh[j] : 0.f;
+    const float* hin = hp;
+    if (rdp) {
+      float* hmp = hm.data_ptr<float>();
+      for (int64_t k = 0; k < bt * H; ++k) hmp[k] = hp[k] * rdp[k];
+      hin = hmp;
+    }
+    gemm_acc(bt, H3, H, hin, H, w_hh_tc.data_ptr<float>(), H3, ghp, H3, w_hh_t);
+    const float* gx_t = gx.data_ptr<float>() + t * B * H3;
+    float* G_t = gates.data_ptr<float>() + t * B * H3;
+    float* ghn_t = ghn.data_ptr<float>() + t * B * H;
+    float* y_t = y.data_ptr<float>() + t * B * H;
+    for (int64_t b = 0; b < bt; ++b) {
+      const float* xg = gx_t + b * H3;
+      const float* hg = ghp + b * H3;
+      float* g = G_t + b * H3;
+      float* hb = hp + b * H;
+      const float* kh = zhp ? zhp + (t * B + b) * H : nullptr;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        const float r = sigmoidf(xg[j] + hg[j]);
+        const float z = sigmoidf(xg[H + j] + hg[H + j]);
+        const float n = tanhf_(xg[2 * H + j] + r * hg[2 * H + j]);
+        const float hprev = hb[j];
+        const float hn = (1.f - z) * n + z * hprev;
+        g[j] = r; g[H + j] = z; g[2 * H + j] = n;
+        ghn_t[b * H + j] = hg[2 * H + j];
+        hb[j] = kh ? kh[j] * hprev + (1.f - kh[j]) * hn : hn;
+      }
+    }
+    std::memcpy(y_t, hp, sizeof(float) * bt * H);
+    if (bt < B) {
+      std::memset(y_t + bt * H, 0, sizeof(float) * (B - bt) * H);
+      std::memset(G_t + bt * H3, 0, sizeof(float) * (B - bt) * H3);
+      std::memset(ghn_t + bt * H, 0, sizeof(float) * (B - bt) * H);
+    }
+  }
+  return {y, h, gates, ghn};
+}
+
+// GRU backward: dGx (T,B,3H) = dLoss/dgx, dGh (T,B,3H) = dLoss/d(h W_hh^T + b_hh), dh0.
+std::tuple<Tensor, Tensor, Tensor> gru_bwd(
+    const Tensor& dy_in, const Tensor& dhT, const Tensor& gates, const Tensor& ghn, const Tensor& h0,
+    const Tensor& y, const Tensor& w_hh_in, const c10::optional<Tensor>& batch_sizes,
+    const c10::optional<Tensor>& rd_mask_in, const c10::optional<Tensor>& zo_h_in) {
+  FlushDenormals ftz;
+  const Tensor dy = dy_in.contiguous();
+  const int64_t T = gates.size(0), B = gates.size(1), H3 = gates.size(2), H = H3 / 3;
+  auto opts = gates.options();
+  Tensor w_hh = w_hh_in.contiguous(), rd = opt_contig(rd_mask_in), zoh = opt_contig(zo_h_in);
+  const float* rdp = rd.defined() ? rd.data_ptr<float>() : nullptr;
+  const float* zhp = zoh.defined() ? zoh.data_ptr<float>() : nullptr;
+  Tensor dGx = at::empty({T, B, H3}, opts), dGh = at::empty({T, B, H3}, opts);
+  Tensor dh = dhT.contiguous().clone(), rec = at::empty({B, H}, opts);
+  const Tensor h0c = h0.contiguous(), yc = y.contiguous();
+  float* dhp = dh.data_ptr<float>();
+  const auto bs = steps_rows(batch_sizes, T, B);
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const int64_t bt = bs[t];
+    const float* G_t = gates.data_ptr<float>() + t * B * H3;
+    const float* ghn_t = ghn.data_ptr<float>() + t * B * H;
+    const float* hprev_t = t > 0 ? yc.data_ptr<float>() + (t - 1) * B * H : h0c.data_ptr<float>();
+    const float* dy_t = dy.data_ptr<float>() + t * B * H;
+    float* dx_t = dGx.data_ptr<float>() + t * B * H3;
+    float* dh_t = dGh.data_ptr<float>() + t * B * H3;
+    for (int64_t b = 0; b < bt; ++b) {
+      const float* g = G_t + b * H3;
+      const float* kh = zhp ? zhp + (t * B + b) * H : nullptr;
+      float* dxb = dx_t + b * H3;
+      float* dhb = dh_t + b * H3;
+      float* dcarry = dhp + b * H;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        const float r = g[j], z = g[H + j], n = g[2 * H + j];
+        const float hprev = hprev_t[b * H + j];
+        const float d = dy_t[b * H + j] + dcarry[j];
+        const float dhn = kh ? (1.f - kh[j]) * d : d;
+        const float an = dhn * (1.f - z) * (1.f - n * n);
+        const float az = dhn * (hprev - n) * z * (1.f - z);
+        const float ar = an * ghn_t[b * H + j] * r * (1.f - r);
+        dxb[j] = ar; dxb[H + j] = az; dxb[2 * H + j] = an;
+        dhb[j] = ar; dhb[H + j] = az; dhb[2 * H + j] = an * r;
+        dcarry[j] = (kh ? kh[j] * d : 0.f) + dhn * z;
+      }
+    }
+    if (bt < B) {
+      std::memset(dx_t + bt * H3, 0, sizeof(float) * (B - bt) * H3);
+      std::memset(dh_t + bt * H3, 0, sizeof(float) * (B - bt) * H3);
+    }
+    float* rp = rec.data_ptr<float>();
+    std::memset(rp, 0, sizeof(float) * bt * H);
+    gemm_acc(bt, H, H3, dh_t, H3, w_hh.data_ptr<float>(), H, rp, H, w_hh);
+    for (int64_t k = 0; k < bt * H; ++k) dhp[k] += rdp ? rp[k] * rdp[k] : rp[k];
+  }
+  return {dGx, dGh, dh};
+}
+
+// Elman RNN forward. gx (T,B,H) = x W_ih^T + b_ih + b_hh. Returns y, h_T and hn (T,B,H), the activation
+// output before zoneout (only with zoneout, else empty: then it equals y).
+std::tuple<Tensor, Tensor, Tensor> rnn_fwd(
+    const Tensor& gx_in, const Tensor& h0, const Tensor& w_hh_in, const c10::optional<Tensor>& batch_sizes,
+    const c10::optional<Tensor>& rd_mask_in, const c10::optional<Tensor>& zo_h_in, bool relu) {
+  FlushDenormals ftz;
+  const Tensor gx = gx_in.contiguous();
+  const int64_t T = gx.size(0), B = gx.size(1), H = gx.size(2);
+  auto opts = gx.options();
+  Tensor w_hh = w_hh_in.contiguous(), w_hh_t = w_hh.t(), w_hh_tc = w_hh_t.contiguous();
+  Tensor rd = opt_contig(rd_mask_in), zoh = opt_contig(zo_h_in);
+  const float* rdp = rd.defined() ? rd.data_ptr<float>() : nullptr;
+  const float* zhp = zoh.defined() ? zoh.data_ptr<float>() : nullptr;
+  Tensor y = at::empty({T, B, H}, opts), act = gx.clone();
+  Tensor hn_all = zhp ? at::empty({T, B, H}, opts) : at::empty({0}, opts);
+  Tensor h = h0.contiguous().clone(), hm = rdp ? at::empty({B, H}, opts) : Tensor();
+  float* hp = h.data_ptr<float>();
+  const auto bs = steps_rows(batch_sizes, T, B);
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t bt = bs[t];
+    float* a = act.data_ptr<float>() + t * B * H;
+    const float* hin = hp;
+    if (rdp) {
+      float* hmp = hm.data_ptr<float>();
+      for (int64_t k = 0; k < bt * H; ++k) hmp[k] = hp[k] * rdp[k];
+      hin = hmp;
+    }
+    gemm_acc(bt, H, H, hin, H, w_hh_tc.data_ptr<float>(), H, a, H, w_hh_t);
+    for (int64_t b = 0; b < bt; ++b) {
+      const float* kh = zhp ? zhp + (t * B + b) * H : nullptr;
+      float* hb = hp + b * H;
+      float* ab = a + b * H;
+      float* hnb = zhp ? hn_all.data_ptr<float>() + (t * B + b) * H : nullptr;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        const float v = relu ? (ab[j] > 0.f ? ab[j] : 0.f) : tanhf_(ab[j]);
+        if (hnb) hnb[j] = v;
+        hb[j] = kh ? kh[j] * hb[j] + (1.f - kh[j]) * v : v;
+      }
+    }
+    float* y_t = y.data_ptr<float>() + t * B * H;
+    std::memcpy(y_t, hp, sizeof(float) * bt * H);
+    if (bt < B) {
+      std::memset(y_t + bt * H, 0, sizeof(float) * (B - bt) * H);
+      if (zhp) std::memset(hn_all.data_ptr<float>() + (t * B + bt) * H, 0, sizeof(float) * (B - bt) * H);
+    }
+  }
+  return {y, h, hn_all};
+}
+
+// Elman RNN backward: dA (T,B,H) = dLoss/d(pre-activation) (= dLoss/dgx), dh0. ``hn`` is the activation output
+// (y, or the pre-zoneout output when zoneout is used).
+std::tuple<Tensor, Tensor> rnn_bwd(
+    const Tensor& dy_in, const Tensor& dhT, const Tensor& hn, const Tensor& w_hh_in,
+    const c10::optional<Tensor>& batch_sizes, const c10::optional<Tensor>& rd_mask_in,
+    const c10::optional<Tensor>& zo_h_in, bool relu) {
+  FlushDenormals ftz;
+  const Tensor dy = dy_in.contiguous(), hnc = hn.contiguous();
+  const int64_t T = hnc.size(0), B = hnc.size(1), H = hnc.size(2);
+  auto opts = hnc.options();
+  Tensor w_hh = w_hh_in.contiguous(), rd = opt_contig(rd_mask_in), zoh = opt_contig(zo_h_in);
+  const float* rdp = rd.defined() ? rd.data_ptr<float>() : nullptr;
+  const float* zhp = zoh.defined() ? zoh.data_ptr<float>() : nullptr;
+  Tensor dA = at::empty({T, B, H}, opts), dh = dhT.contiguous().clone(), rec = at::empty({B, H}, opts);
+  float* dhp = dh.data_ptr<float>();
+  const auto bs = steps_rows(batch_sizes, T, B);
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const int64_t bt = bs[t];
+    const float* v_t = hnc.data_ptr<float>() + t * B * H;
+    const float* dy_t = dy.data_ptr<float>() + t * B * H;
+    float* da = dA.data_ptr<float>() + t * B * H;
+    for (int64_t b = 0; b < bt; ++b) {
+      const float* kh = zhp ? zhp + (t * B + b) * H : nullptr;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        const int64_t k = b * H + j;
+        const float d = dy_t[k] + dhp[k];
+        const float dv = kh ? (1.f - kh[j]) * d : d;
+        const float v = v_t[k];
+        da[k] = relu ? (v > 0.f ? dv : 0.f) : dv * (1.f - v * v);
+        dhp[k] = kh ? kh[j] * d : 0.f;
+      }
+    }
+    if (bt < B) std::memset(da + bt * H, 0, sizeof(float) * (B - bt) * H);
+    float* rp = rec.data_ptr<float>();
+    std::memset(rp, 0, sizeof(float) * bt * H);
+    gemm_acc(bt, H, H, da, H, w_hh.data_ptr<float>(), H, rp, H, w_hh);
+    for (int64_t k = 0; k < bt * H; ++k) dhp[k] += rdp ? rp[k] * rdp[k] : rp[k];
+  }
+  return {dA, dh};
+}
+
+}  // namespace lstmkit

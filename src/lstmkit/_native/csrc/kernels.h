@@ -1,0 +1,106 @@
+// Low-level pieces of the native engine: a small-matrix GEMM for the per-step recurrence, activations, FTZ.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
+namespace lstmkit {
+
+// Denormals slow long recurrences by 10-20x (see docs): flush them to zero while a kernel runs.
+struct FlushDenormals {
+#if defined(__SSE__)
+  unsigned int saved;
+  FlushDenormals() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8040); }  // FTZ | DAZ
+  ~FlushDenormals() { _mm_setcsr(saved); }
+#endif
+};
+
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+static inline float tanhf_(float x) { return 2.0f / (1.0f + std::exp(-2.0f * x)) - 1.0f; }
+
+// Above this many multiply-adds a per-step GEMM goes to ATen (MKL/oneDNN, both threads); below it the
+// call overhead dominates and the register-blocked kernel below wins.
+constexpr int64_t kAtenGemmMacs = 1 << 19;
+
+#if defined(__AVX512F__)
+template <int MR>
+static inline void gemm_block(int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+                              int nr) {
+  // C[MR, nr<=64] += A[MR, K] * B[K, nr]  (B row-major, one 64-column panel kept in 4*MR zmm registers)
+  __mmask16 mk[4];
+  for (int q = 0; q < 4; ++q) {
+    int left = nr - 16 * q;
+    mk[q] = left >= 16 ? (__mmask16)0xFFFF : (left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1));
+  }
+  __m512 acc[MR][4];
+  for (int r = 0; r < MR; ++r)
+    for (int q = 0; q < 4; ++q) acc[r][q] = _mm512_maskz_loadu_ps(mk[q], C + r * ldc + 16 * q);
+  for (int k = 0; k < K; ++k) {
+    const float* bk = B + (int64_t)k * ldb;
+    __m512 b0 = _mm512_maskz_loadu_ps(mk[0], bk);
+    __m512 b1 = _mm512_maskz_loadu_ps(mk[1], bk + 16);
+    __m512 b2 = _mm512_maskz_loadu_ps(mk[2], bk + 32);
+    __m512 b3 = _mm512_maskz_loadu_ps(mk[3], bk + 48);
+    for (int r = 0; r < MR; ++r) {
+      __m512 a = _mm512_set1_ps(A[r * lda + k]);
+      acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
+      acc[r][2] = _mm512_fmadd_ps(a, b2, acc[r][2]);
+      acc[r][3] = _mm512_fmadd_ps(a, b3, acc[r][3]);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int q = 0; q < 4; ++q) _mm512_mask_storeu_ps(C + r * ldc + 16 * q, mk[q], acc[r][q]);
+}
+#endif
+
+// C(M, N) += A(M, K) B(K, N), all row-major fp32 with leading dimensions; columns [n0, n1) only.
+static inline void gemm_acc_cols(int M, int K, const float* A, int lda, const float* B, int ldb, float* C,
+                                 int ldc, int n0, int n1) {
+#if defined(__AVX512F__)
+  for (int n = n0; n < n1; n += 64) {
+    int nr = std::min(64, n1 - n);
+    int m = 0;
+    for (; m + 4 <= M; m += 4) gemm_block<4>(K, A + m * lda, lda, B + n, ldb, C + m * ldc + n, ldc, nr);
+    switch (M - m) {
+      case 3: gemm_block<3>(K, A + m * lda, lda, B + n, ldb, C + m * ldc + n, ldc, nr); break;
+      case 2: gemm_block<2>(K, A + m * lda, lda, B + n, ldb, C + m * ldc + n, ldc, nr); break;
+      case 1: gemm_block<1>(K, A + m * lda, lda, B + n, ldb, C + m * ldc + n, ldc, nr); break;
+      default: break;
+    }
+  }
+#else
+  for (int m = 0; m < M; ++m)
+    for (int k = 0; k < K; ++k) {
+      const float a = A[m * lda + k];
+      const float* bk = B + (int64_t)k * ldb;
+      float* cm = C + m * ldc;
+      for (int n = n0; n < n1; ++n) cm[n] += a * bk[n];
+    }
+#endif
+}
+
+// C(M, N) += A(M, K) B(K, N): the small kernel, or ATen's GEMM (multi-threaded) for large products.
+// ``Bt`` is the same matrix as ``B`` viewed as (N, K) row-major (i.e. B = Bt^T), used by the ATen path.
+static inline void gemm_acc(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
+                            int ldc, const at::Tensor& B_tensor) {
+  if (M <= 0) return;
+  if ((int64_t)M * N * K >= kAtenGemmMacs) {
+    auto opts = at::TensorOptions().dtype(at::kFloat);
+    at::Tensor a = at::from_blob(const_cast<float*>(A), {M, K}, {lda, 1}, opts);
+    at::Tensor c = at::from_blob(C, {M, N}, {ldc, 1}, opts);
+    c.addmm_(a, B_tensor);
+    return;
+  }
+  gemm_acc_cols(M, K, A, lda, B, ldb, C, ldc, 0, N);
+}
+
+}  // namespace lstmkit

@@ -1,0 +1,272 @@
+// Fused LSTM recurrence (standard, peephole, coupled, projection; zoneout, recurrent dropout, lengths): fwd + bwd.
+//
+// The input projection G_x = X W_ih^T + b (all T*B rows) and the weight gradients are large GEMMs done by the
+// caller (lstmkit/_native/ops.py); this file holds only what is sequential: per step one GEMM accumulating
+// h_{t-1} W_hh^T into G_t and one fused pass over the gates, and in backward the fused pass and dG_t W_hh.
+// Lengths: the batch is sorted longest first, so at step t only the first batch_sizes[t] rows run; rows past
+// their length are never touched and keep their final state (PackedSequence's scheme, without packing).
+#include "kernels.h"
+
+#include <torch/library.h>
+
+#include <tuple>
+#include <vector>
+
+namespace lstmkit {
+
+using at::Tensor;
+
+static std::vector<int64_t> rows_per_step(const c10::optional<Tensor>& batch_sizes, int64_t T, int64_t B) {
+  std::vector<int64_t> bs(T, B);
+  if (batch_sizes.has_value() && batch_sizes->defined()) {
+    auto acc = batch_sizes->contiguous().to(at::kLong);
+    const int64_t* p = acc.data_ptr<int64_t>();
+    for (int64_t t = 0; t < T; ++t) bs[t] = p[t];
+  }
+  return bs;
+}
+
+static const float* opt_ptr(const c10::optional<Tensor>& t) {
+  return (t.has_value() && t->defined() && t->numel() > 0) ? t->data_ptr<float>() : nullptr;
+}
+
+// Forward. gx (T, B, G*H) holds x W_ih^T + b_ih + b_hh. Returns y (T,B,P), h_T, c_T and what backward needs:
+// gates (T,B,G*H) activated, cn (T,B,H) the new cell before zoneout, cs (T,B,H) the carried cell (only with
+// cell zoneout, else empty), m (T,B,H) = o*tanh(cn) (only with projection, else empty).
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd(
+    const Tensor& gx_in, const Tensor& h0_in, const Tensor& c0_in, const Tensor& w_hh_in,
+    const c10::optional<Tensor>& w_hr_in, const c10::optional<Tensor>& w_ph_in,
+    const c10::optional<Tensor>& batch_sizes, const c10::optional<Tensor>& rd_mask_in,
+    const c10::optional<Tensor>& zo_h_in, const c10::optional<Tensor>& zo_c_in, bool coupled) {
+  FlushDenormals ftz;
+  TORCH_CHECK(gx_in.dim() == 3 && gx_in.scalar_type() == at::kFloat, "lstmkit: gx must be (T, B, G*H) float32");
+  const Tensor gx = gx_in.contiguous();
+  const int64_t T = gx.size(0), B = gx.size(1), GH = gx.size(2);
+  const int64_t H = c0_in.size(1), P = h0_in.size(1);
+  const int G = coupled ? 3 : 4;
+  TORCH_CHECK(GH == G * H, "lstmkit: gx has ", GH, " gate columns, expected ", G * H);
+  const bool proj = w_hr_in.has_value() && w_hr_in->defined() && w_hr_in->numel() > 0;
+  auto opts = gx.options();
+  Tensor w_hh = w_hh_in.contiguous();       // (GH, P)
+  Tensor w_hh_t = w_hh.t();                 // (P, GH) view for the ATen path
+  Tensor w_hh_tc = w_hh_t.contiguous();     // (P, GH) row-major for the small kernel
+  Tensor w_hr, w_hr_t, w_hr_tc;
+  if (proj) { w_hr = w_hr_in->contiguous(); w_hr_t = w_hr.t(); w_hr_tc = w_hr_t.contiguous(); }
+  Tensor w_ph = (w_ph_in.has_value() && w_ph_in->defined()) ? w_ph_in->contiguous() : Tensor();
+  Tensor rd = (rd_mask_in.has_value() && rd_mask_in->defined()) ? rd_mask_in->contiguous() : Tensor();
+  Tensor zoh = (zo_h_in.has_value() && zo_h_in->defined()) ? zo_h_in->contiguous() : Tensor();
+  Tensor zoc = (zo_c_in.has_value() && zo_c_in->defined()) ? zo_c_in->contiguous() : Tensor();
+  const float* ph = w_ph.defined() ? w_ph.data_ptr<float>() : nullptr;
+  const float *p_i = nullptr, *p_f = nullptr, *p_o = nullptr;
+  if (ph) { if (coupled) { p_f = ph; p_o = ph + H; } else { p_i = ph; p_f = ph + H; p_o = ph + 2 * H; } }
+  const float* rdp = rd.defined() ? rd.data_ptr<float>() : nullptr;
+  const float* zhp = zoh.defined() ? zoh.data_ptr<float>() : nullptr;
+  const float* zcp = zoc.defined() ? zoc.data_ptr<float>() : nullptr;
+
+  Tensor y = at::empty({T, B, P}, opts);
+  Tensor gates = gx.clone();                                   // pre-activations, overwritten by activations
+  Tensor cn = at::empty({T, B, H}, opts);
+  Tensor cs = zcp ? at::empty({T, B, H}, opts) : at::empty({0}, opts);
+  Tensor m = proj ? at::empty({T, B, H}, opts) : at::empty({0}, opts);
+  Tensor h = h0_in.contiguous().clone(), c = c0_in.contiguous().clone();
+  Tensor hm = rdp ? at::empty({B, P}, opts) : Tensor();         // h_{t-1} * recurrent-dropout mask
+  Tensor hn = (proj || zhp) ? at::zeros({B, P}, opts) : Tensor();
+  float *hp = h.data_ptr<float>(), *cp = c.data_ptr<float>();
+  const auto bs = rows_per_step(batch_sizes, T, B);
+
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t bt = bs[t];
+    float* G_t = gates.data_ptr<float>() + t * B * GH;
+    const float* hin = hp;
+    if (rdp) {
+      float* hmp = hm.data_ptr<float>();
+      for (int64_t k = 0; k < bt * P; ++k) hmp[k] = hp[k] * rdp[k];
+      hin = hmp;
+    }
+    gemm_acc(bt, GH, P, hin, P, w_hh_tc.data_ptr<float>(), GH, G_t, GH, w_hh_t);
+    float* cn_t = cn.data_ptr<float>() + t * B * H;
+    float* m_t = proj ? m.data_ptr<float>() + t * B * H : nullptr;
+    float* out = (proj || zhp) ? hn.data_ptr<float>() : hp;   // where o*tanh(c) goes
+    for (int64_t b = 0; b < bt; ++b) {
+      float* g = G_t + b * GH;
+      float* cb = cp + b * H;
+      float* cnb = cn_t + b * H;
+      float* ob = proj ? m_t + b * H : out + b * P;
+      const float* kc = zcp ? zcp + (t * B + b) * H : nullptr;
+      if (coupled) {
+        float *af = g, *ag = g + H, *ao = g + 2 * H;
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) {
+          const float cprev = cb[j];
+          const float f = sigmoidf(af[j] + (p_f ? p_f[j] * cprev : 0.f));
+          const float gg = tanhf_(ag[j]);
+          const float cnew = f * cprev + (1.f - f) * gg;
+          const float o = sigmoidf(ao[j] + (p_o ? p_o[j] * cnew : 0.f));
+          af[j] = f; ag[j] = gg; ao[j] = o;
+          cnb[j] = cnew;
+          ob[j] = o * tanhf_(cnew);
+          cb[j] = kc ? kc[j] * cprev + (1.f - kc[j]) * cnew : cnew;
+        }
+      } else {
+        float *ai = g, *af = g + H, *ag = g + 2 * H, *ao = g + 3 * H;
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) {
+          const float cprev = cb[j];
+          const float i = sigmoidf(ai[j] + (p_i ? p_i[j] * cprev : 0.f));
+          const float f = sigmoidf(af[j] + (p_f ? p_f[j] * cprev : 0.f));
+          const float gg = tanhf_(ag[j]);
+          const float cnew = f * cprev + i * gg;
+          const float o = sigmoidf(ao[j] + (p_o ? p_o[j] * cnew : 0.f));
+          ai[j] = i; af[j] = f; ag[j] = gg; ao[j] = o;
+          cnb[j] = cnew;
+          ob[j] = o * tanhf_(cnew);
+          cb[j] = kc ? kc[j] * cprev + (1.f - kc[j]) * cnew : cnew;
+        }
+      }
+    }
+    if (zcp) std::memcpy(cs.data_ptr<float>() + t * B * H, cp, sizeof(float) * B * H);
+    if (proj) {
+      float* hnp = hn.data_ptr<float>();
+      std::memset(hnp, 0, sizeof(float) * bt * P);
+      gemm_acc(bt, P, H, m_t, H, w_hr_tc.data_ptr<float>(), P, hnp, P, w_hr_t);
+    }
+    if (proj || zhp) {
+      const float* hnp = hn.data_ptr<float>();
+      for (int64_t b = 0; b < bt; ++b) {
+        const float* kh = zhp ? zhp + (t * B + b) * P : nullptr;
+        for (int64_t j = 0; j < P; ++j) {
+          const int64_t k = b * P + j;
+          hp[k] = kh ? kh[j] * hp[k] + (1.f - kh[j]) * hnp[k] : hnp[k];
+        }
+      }
+    }
+    float* y_t = y.data_ptr<float>() + t * B * P;
+    std::memcpy(y_t, hp, sizeof(float) * bt * P);
+    if (bt < B) {
+      std::memset(y_t + bt * P, 0, sizeof(float) * (B - bt) * P);
+      // rows past their length: gates/cn never read by backward, but keep them finite and deterministic
+      std::memset(G_t + bt * GH, 0, sizeof(float) * (B - bt) * GH);
+      std::memcpy(cn_t + bt * H, cp + bt * H, sizeof(float) * (B - bt) * H);
+      if (zcp) {}  // cs already holds the carried cell for every row
+      if (proj) std::memset(m.data_ptr<float>() + t * B * H + bt * H, 0, sizeof(float) * (B - bt) * H);
+    }
+  }
+  return {y, h, c, gates, cn, cs, m};
+}
+
+// Backward. Returns dG (T,B,G*H) = dLoss/d(pre-activations) (also dLoss/dgx), dh0, dc0 and dhn (T,B,P), the
+// gradient of each step's projected output (only with projection, else empty) for dW_hr.
+std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd(
+    const Tensor& dy_in, const Tensor& dhT, const Tensor& dcT, const Tensor& gates, const Tensor& cn,
+    const Tensor& cs, const Tensor& c0, const Tensor& w_hh_in, const c10::optional<Tensor>& w_hr_in,
+    const c10::optional<Tensor>& w_ph_in, const c10::optional<Tensor>& batch_sizes,
+    const c10::optional<Tensor>& rd_mask_in, const c10::optional<Tensor>& zo_h_in,
+    const c10::optional<Tensor>& zo_c_in, bool coupled) {
+  FlushDenormals ftz;
+  const Tensor dy = dy_in.contiguous();
+  const int64_t T = gates.size(0), B = gates.size(1), GH = gates.size(2);
+  const int64_t H = cn.size(2), P = dy.size(2);
+  const bool proj = w_hr_in.has_value() && w_hr_in->defined() && w_hr_in->numel() > 0;
+  auto opts = gates.options();
+  Tensor w_hh = w_hh_in.contiguous();  // (GH, P): dG W_hh is row-major already
+  Tensor w_hr = proj ? w_hr_in->contiguous() : Tensor();  // (P, H)
+  Tensor w_ph = (w_ph_in.has_value() && w_ph_in->defined()) ? w_ph_in->contiguous() : Tensor();
+  Tensor rd = (rd_mask_in.has_value() && rd_mask_in->defined()) ? rd_mask_in->contiguous() : Tensor();
+  Tensor zoh = (zo_h_in.has_value() && zo_h_in->defined()) ? zo_h_in->contiguous() : Tensor();
+  Tensor zoc = (zo_c_in.has_value() && zo_c_in->defined()) ? zo_c_in->contiguous() : Tensor();
+  const float* ph = w_ph.defined() ? w_ph.data_ptr<float>() : nullptr;
+  const float *p_i = nullptr, *p_f = nullptr, *p_o = nullptr;
+  if (ph) { if (coupled) { p_f = ph; p_o = ph + H; } else { p_i = ph; p_f = ph + H; p_o = ph + 2 * H; } }
+  const float* rdp = rd.defined() ? rd.data_ptr<float>() : nullptr;
+  const float* zhp = zoh.defined() ? zoh.data_ptr<float>() : nullptr;
+  const float* zcp = zoc.defined() ? zoc.data_ptr<float>() : nullptr;
+  const Tensor c0c = c0.contiguous();
+  const float* csp = zcp ? cs.data_ptr<float>() : cn.data_ptr<float>();  // carried cells, per step
+
+  Tensor dG = at::empty({T, B, GH}, opts);
+  Tensor dh = dhT.contiguous().clone(), dc = dcT.contiguous().clone();
+  Tensor dhn_all = proj ? at::zeros({T, B, P}, opts) : at::empty({0}, opts);
+  Tensor dm = at::empty({B, H}, opts);
+  Tensor dhn = at::empty({B, P}, opts);
+  Tensor dhrec = at::empty({B, P}, opts);
+  float *dhp = dh.data_ptr<float>(), *dcp = dc.data_ptr<float>();
+  const auto bs = rows_per_step(batch_sizes, T, B);
+
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const int64_t bt = bs[t];
+    const float* G_t = gates.data_ptr<float>() + t * B * GH;
+    float* dG_t = dG.data_ptr<float>() + t * B * GH;
+    const float* cn_t = cn.data_ptr<float>() + t * B * H;
+    const float* cprev_t = t > 0 ? csp + (t - 1) * B * H : c0c.data_ptr<float>();
+    const float* dy_t = dy.data_ptr<float>() + t * B * P;
+    float* dhnp = dhn.data_ptr<float>();
+    // gradient reaching this step's output h_t, split by zoneout into new-output and carried parts
+    for (int64_t b = 0; b < bt; ++b) {
+      const float* kh = zhp ? zhp + (t * B + b) * P : nullptr;
+      for (int64_t j = 0; j < P; ++j) {
+        const int64_t k = b * P + j;
+        const float d = dy_t[k] + dhp[k];
+        dhnp[k] = kh ? (1.f - kh[j]) * d : d;
+        dhp[k] = kh ? kh[j] * d : 0.f;
+      }
+    }
+    const float* dmp = dhnp;  // dLoss/d(o*tanh(c)) : equals dhn without projection
+    if (proj) {
+      std::memcpy(dhn_all.data_ptr<float>() + t * B * P, dhnp, sizeof(float) * bt * P);
+      float* d = dm.data_ptr<float>();
+      std::memset(d, 0, sizeof(float) * bt * H);
+      gemm_acc(bt, H, P, dhnp, P, w_hr.data_ptr<float>(), H, d, H, w_hr);
+      dmp = d;
+    }
+    for (int64_t b = 0; b < bt; ++b) {
+      const float* g = G_t + b * GH;
+      float* dg = dG_t + b * GH;
+      const float* cnb = cn_t + b * H;
+      const float* cpb = cprev_t + b * H;
+      const float* dmb = dmp + b * (proj ? H : P);
+      float* dcb = dcp + b * H;
+      const float* kc = zcp ? zcp + (t * B + b) * H : nullptr;
+      if (coupled) {
+        const float *f_ = g, *g_ = g + H, *o_ = g + 2 * H;
+        float *daf = dg, *dag = dg + H, *dao = dg + 2 * H;
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) {
+          const float f = f_[j], gg = g_[j], o = o_[j], cnew = cnb[j], cprev = cpb[j];
+          const float tc = tanhf_(cnew);
+          const float ao = dmb[j] * tc * o * (1.f - o);
+          const float dcarry = dcb[j];
+          float dcn = dmb[j] * o * (1.f - tc * tc) + (p_o ? ao * p_o[j] : 0.f) + (kc ? (1.f - kc[j]) * dcarry : dcarry);
+          const float af = dcn * (cprev - gg) * f * (1.f - f);
+          const float ag = dcn * (1.f - f) * (1.f - gg * gg);
+          daf[j] = af; dag[j] = ag; dao[j] = ao;
+          dcb[j] = (kc ? kc[j] * dcarry : 0.f) + dcn * f + (p_f ? af * p_f[j] : 0.f);
+        }
+      } else {
+        const float *i_ = g, *f_ = g + H, *g_ = g + 2 * H, *o_ = g + 3 * H;
+        float *dai = dg, *daf = dg + H, *dag = dg + 2 * H, *dao = dg + 3 * H;
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) {
+          const float i = i_[j], f = f_[j], gg = g_[j], o = o_[j], cnew = cnb[j], cprev = cpb[j];
+          const float tc = tanhf_(cnew);
+          const float ao = dmb[j] * tc * o * (1.f - o);
+          const float dcarry = dcb[j];
+          float dcn = dmb[j] * o * (1.f - tc * tc) + (p_o ? ao * p_o[j] : 0.f) + (kc ? (1.f - kc[j]) * dcarry : dcarry);
+          const float ai = dcn * gg * i * (1.f - i);
+          const float af = dcn * cprev * f * (1.f - f);
+          const float ag = dcn * i * (1.f - gg * gg);
+          dai[j] = ai; daf[j] = af; dag[j] = ag; dao[j] = ao;
+          dcb[j] = (kc ? kc[j] * dcarry : 0.f) + dcn * f + (p_i ? ai * p_i[j] : 0.f) + (p_f ? af * p_f[j] : 0.f);
+        }
+      }
+    }
+    if (bt < B) std::memset(dG_t + bt * GH, 0, sizeof(float) * (B - bt) * GH);
+    // dh_{t-1} += (dG_t W_hh) * mask
+    float* rec = dhrec.data_ptr<float>();
+    std::memset(rec, 0, sizeof(float) * bt * P);
+    gemm_acc(bt, P, GH, dG_t, GH, w_hh.data_ptr<float>(), P, rec, P, w_hh);
+    for (int64_t k = 0; k < bt * P; ++k) dhp[k] += rdp ? rec[k] * rdp[k] : rec[k];
+  }
+  return {dG, dh, dc, dhn_all};
+}
+
+}  // namespace lstmkit
