@@ -38,6 +38,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_fwd(
   const float* rdp = rd.defined() ? rd.data_ptr<float>() : nullptr;
   const float* zhp = zoh.defined() ? zoh.data_ptr<float>() : nullptr;
   Tensor y = at::empty({T, B, H}, opts), gates = at::empty({T, B, H3}, opts), ghn = at::empty({T, B, H}, opts);
+  Tensor zero_buf = at::zeros({H}, opts);  // "no zoneout" reads zeros: the fused loop stays branch-free
+  const float* zero = zero_buf.data_ptr<float>();
   Tensor h = h0.contiguous().clone(), gh = at::empty({B, H3}, opts), hm = rdp ? at::empty({B, H}, opts) : Tensor();
   float* hp = h.data_ptr<float>();
   const auto bs = steps_rows(batch_sizes, T, B);
@@ -62,7 +64,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_fwd(
       const float* hg = ghp + b * H3;
       float* g = G_t + b * H3;
       float* hb = hp + b * H;
-      const float* kh = zhp ? zhp + (t * B + b) * H : nullptr;
+      const float* kh = zhp ? zhp + (t * B + b) * H : zero;
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
         const float r = sigmoidf(xg[j] + hg[j]);
@@ -72,7 +74,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_fwd(
         const float hn = (1.f - z) * n + z * hprev;
         g[j] = r; g[H + j] = z; g[2 * H + j] = n;
         ghn_t[b * H + j] = hg[2 * H + j];
-        hb[j] = kh ? kh[j] * hprev + (1.f - kh[j]) * hn : hn;
+        hb[j] = kh[j] * hprev + (1.f - kh[j]) * hn;
       }
     }
     std::memcpy(y_t, hp, sizeof(float) * bt * H);
@@ -98,6 +100,8 @@ std::tuple<Tensor, Tensor, Tensor> gru_bwd(
   const float* rdp = rd.defined() ? rd.data_ptr<float>() : nullptr;
   const float* zhp = zoh.defined() ? zoh.data_ptr<float>() : nullptr;
   Tensor dGx = at::empty({T, B, H3}, opts), dGh = at::empty({T, B, H3}, opts);
+  Tensor zero_buf = at::zeros({H}, opts);
+  const float* zero = zero_buf.data_ptr<float>();
   Tensor dh = dhT.contiguous().clone(), rec = at::empty({B, H}, opts);
   const Tensor h0c = h0.contiguous(), yc = y.contiguous();
   float* dhp = dh.data_ptr<float>();
@@ -112,7 +116,7 @@ std::tuple<Tensor, Tensor, Tensor> gru_bwd(
     float* dh_t = dGh.data_ptr<float>() + t * B * H3;
     for (int64_t b = 0; b < bt; ++b) {
       const float* g = G_t + b * H3;
-      const float* kh = zhp ? zhp + (t * B + b) * H : nullptr;
+      const float* kh = zhp ? zhp + (t * B + b) * H : zero;
       float* dxb = dx_t + b * H3;
       float* dhb = dh_t + b * H3;
       float* dcarry = dhp + b * H;
@@ -121,13 +125,13 @@ std::tuple<Tensor, Tensor, Tensor> gru_bwd(
         const float r = g[j], z = g[H + j], n = g[2 * H + j];
         const float hprev = hprev_t[b * H + j];
         const float d = dy_t[b * H + j] + dcarry[j];
-        const float dhn = kh ? (1.f - kh[j]) * d : d;
+        const float dhn = (1.f - kh[j]) * d;
         const float an = dhn * (1.f - z) * (1.f - n * n);
         const float az = dhn * (hprev - n) * z * (1.f - z);
         const float ar = an * ghn_t[b * H + j] * r * (1.f - r);
         dxb[j] = ar; dxb[H + j] = az; dxb[2 * H + j] = an;
         dhb[j] = ar; dhb[H + j] = az; dhb[2 * H + j] = an * r;
-        dcarry[j] = (kh ? kh[j] * d : 0.f) + dhn * z;
+        dcarry[j] = kh[j] * d + dhn * z;
       }
     }
     if (bt < B) {
@@ -157,6 +161,8 @@ std::tuple<Tensor, Tensor, Tensor> rnn_fwd(
   const float* zhp = zoh.defined() ? zoh.data_ptr<float>() : nullptr;
   Tensor y = at::empty({T, B, H}, opts), act = gx.clone();
   Tensor hn_all = zhp ? at::empty({T, B, H}, opts) : at::empty({0}, opts);
+  Tensor zero_buf = at::zeros({H}, opts), scratch = at::empty({H}, opts);
+  const float* zero = zero_buf.data_ptr<float>();
   Tensor h = h0.contiguous().clone(), hm = rdp ? at::empty({B, H}, opts) : Tensor();
   float* hp = h.data_ptr<float>();
   const auto bs = steps_rows(batch_sizes, T, B);
@@ -171,15 +177,24 @@ std::tuple<Tensor, Tensor, Tensor> rnn_fwd(
     }
     gemm_acc(bt, H, H, hin, H, w_hh_tc.data_ptr<float>(), H, a, H, w_hh_t);
     for (int64_t b = 0; b < bt; ++b) {
-      const float* kh = zhp ? zhp + (t * B + b) * H : nullptr;
+      const float* kh = zhp ? zhp + (t * B + b) * H : zero;
       float* hb = hp + b * H;
       float* ab = a + b * H;
-      float* hnb = zhp ? hn_all.data_ptr<float>() + (t * B + b) * H : nullptr;
+      float* hnb = zhp ? hn_all.data_ptr<float>() + (t * B + b) * H : scratch.data_ptr<float>();
+      if (relu) {
 #pragma omp simd
-      for (int64_t j = 0; j < H; ++j) {
-        const float v = relu ? (ab[j] > 0.f ? ab[j] : 0.f) : tanhf_(ab[j]);
-        if (hnb) hnb[j] = v;
-        hb[j] = kh ? kh[j] * hb[j] + (1.f - kh[j]) * v : v;
+        for (int64_t j = 0; j < H; ++j) {
+          const float v = ab[j] > 0.f ? ab[j] : 0.f;
+          hnb[j] = v;
+          hb[j] = kh[j] * hb[j] + (1.f - kh[j]) * v;
+        }
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) {
+          const float v = tanhf_(ab[j]);
+          hnb[j] = v;
+          hb[j] = kh[j] * hb[j] + (1.f - kh[j]) * v;
+        }
       }
     }
     float* y_t = y.data_ptr<float>() + t * B * H;
@@ -206,6 +221,8 @@ std::tuple<Tensor, Tensor> rnn_bwd(
   const float* rdp = rd.defined() ? rd.data_ptr<float>() : nullptr;
   const float* zhp = zoh.defined() ? zoh.data_ptr<float>() : nullptr;
   Tensor dA = at::empty({T, B, H}, opts), dh = dhT.contiguous().clone(), rec = at::empty({B, H}, opts);
+  Tensor zero_buf = at::zeros({H}, opts);
+  const float* zero = zero_buf.data_ptr<float>();
   float* dhp = dh.data_ptr<float>();
   const auto bs = steps_rows(batch_sizes, T, B);
   for (int64_t t = T - 1; t >= 0; --t) {
@@ -214,15 +231,18 @@ std::tuple<Tensor, Tensor> rnn_bwd(
     const float* dy_t = dy.data_ptr<float>() + t * B * H;
     float* da = dA.data_ptr<float>() + t * B * H;
     for (int64_t b = 0; b < bt; ++b) {
-      const float* kh = zhp ? zhp + (t * B + b) * H : nullptr;
+      const float* kh = zhp ? zhp + (t * B + b) * H : zero;
+      const float* vb = v_t + b * H;
+      const float* dyb = dy_t + b * H;
+      float* dab = da + b * H;
+      float* dhb = dhp + b * H;
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
-        const int64_t k = b * H + j;
-        const float d = dy_t[k] + dhp[k];
-        const float dv = kh ? (1.f - kh[j]) * d : d;
-        const float v = v_t[k];
-        da[k] = relu ? (v > 0.f ? dv : 0.f) : dv * (1.f - v * v);
-        dhp[k] = kh ? kh[j] * d : 0.f;
+        const float d = dyb[j] + dhb[j];
+        const float dv = (1.f - kh[j]) * d;
+        const float v = vb[j];
+        dab[j] = relu ? (v > 0.f ? dv : 0.f) : dv * (1.f - v * v);
+        dhb[j] = kh[j] * d;
       }
     }
     if (bt < B) std::memset(da + bt * H, 0, sizeof(float) * (B - bt) * H);

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -28,7 +29,14 @@ static inline float tanhf_(float x) { return 2.0f / (1.0f + std::exp(-2.0f * x))
 
 // Above this many multiply-adds a per-step GEMM goes to ATen (MKL/oneDNN, both threads); below it the
 // call overhead dominates and the register-blocked kernel below wins.
-constexpr int64_t kAtenGemmMacs = 1 << 19;
+// LSTMKIT_GEMM_MACS overrides the switch-over point (for tuning on other machines).
+static inline int64_t aten_gemm_macs() {
+  static const int64_t v = [] {
+    const char* e = std::getenv("LSTMKIT_GEMM_MACS");
+    return e ? std::atoll(e) : (int64_t)1 << 22;
+  }();
+  return v;
+}
 
 #if defined(__AVX512F__)
 template <int MR>
@@ -93,7 +101,7 @@ static inline void gemm_acc_cols(int M, int K, const float* A, int lda, const fl
 static inline void gemm_acc(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
                             int ldc, const at::Tensor& B_tensor) {
   if (M <= 0) return;
-  if ((int64_t)M * N * K >= kAtenGemmMacs) {
+  if ((int64_t)M * N * K >= aten_gemm_macs()) {
     auto opts = at::TensorOptions().dtype(at::kFloat);
     at::Tensor a = at::from_blob(const_cast<float*>(A), {M, K}, {lda, 1}, opts);
     at::Tensor c = at::from_blob(C, {M, N}, {ldc, 1}, opts);

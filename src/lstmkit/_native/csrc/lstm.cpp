@@ -26,9 +26,7 @@ static std::vector<int64_t> rows_per_step(const c10::optional<Tensor>& batch_siz
   return bs;
 }
 
-static const float* opt_ptr(const c10::optional<Tensor>& t) {
-  return (t.has_value() && t->defined() && t->numel() > 0) ? t->data_ptr<float>() : nullptr;
-}
+static at::TensorOptions gates_opts(const Tensor& like) { return like.options().dtype(at::kFloat); }
 
 // Forward. gx (T, B, G*H) holds x W_ih^T + b_ih + b_hh. Returns y (T,B,P), h_T, c_T and what backward needs:
 // gates (T,B,G*H) activated, cn (T,B,H) the new cell before zoneout, cs (T,B,H) the carried cell (only with
@@ -62,6 +60,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd(
   const float* rdp = rd.defined() ? rd.data_ptr<float>() : nullptr;
   const float* zhp = zoh.defined() ? zoh.data_ptr<float>() : nullptr;
   const float* zcp = zoc.defined() ? zoc.data_ptr<float>() : nullptr;
+  // absent peepholes / cell zoneout read zeros: the fused loops stay branch-free and vectorise
+  Tensor zero_buf = at::zeros({H}, gates_opts(w_hh));
+  const float* zero = zero_buf.data_ptr<float>();
+  if (!p_i) p_i = zero;
+  if (!p_f) p_f = zero;
+  if (!p_o) p_o = zero;
 
   Tensor y = at::empty({T, B, P}, opts);
   Tensor gates = gx.clone();                                   // pre-activations, overwritten by activations
@@ -92,35 +96,35 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd(
       float* cb = cp + b * H;
       float* cnb = cn_t + b * H;
       float* ob = proj ? m_t + b * H : out + b * P;
-      const float* kc = zcp ? zcp + (t * B + b) * H : nullptr;
+      const float* kc = zcp ? zcp + (t * B + b) * H : zero;
       if (coupled) {
         float *af = g, *ag = g + H, *ao = g + 2 * H;
 #pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
           const float cprev = cb[j];
-          const float f = sigmoidf(af[j] + (p_f ? p_f[j] * cprev : 0.f));
+          const float f = sigmoidf(af[j] + p_f[j] * cprev);
           const float gg = tanhf_(ag[j]);
           const float cnew = f * cprev + (1.f - f) * gg;
-          const float o = sigmoidf(ao[j] + (p_o ? p_o[j] * cnew : 0.f));
+          const float o = sigmoidf(ao[j] + p_o[j] * cnew);
           af[j] = f; ag[j] = gg; ao[j] = o;
           cnb[j] = cnew;
           ob[j] = o * tanhf_(cnew);
-          cb[j] = kc ? kc[j] * cprev + (1.f - kc[j]) * cnew : cnew;
+          cb[j] = kc[j] * cprev + (1.f - kc[j]) * cnew;
         }
       } else {
         float *ai = g, *af = g + H, *ag = g + 2 * H, *ao = g + 3 * H;
 #pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
           const float cprev = cb[j];
-          const float i = sigmoidf(ai[j] + (p_i ? p_i[j] * cprev : 0.f));
-          const float f = sigmoidf(af[j] + (p_f ? p_f[j] * cprev : 0.f));
+          const float i = sigmoidf(ai[j] + p_i[j] * cprev);
+          const float f = sigmoidf(af[j] + p_f[j] * cprev);
           const float gg = tanhf_(ag[j]);
           const float cnew = f * cprev + i * gg;
-          const float o = sigmoidf(ao[j] + (p_o ? p_o[j] * cnew : 0.f));
+          const float o = sigmoidf(ao[j] + p_o[j] * cnew);
           ai[j] = i; af[j] = f; ag[j] = gg; ao[j] = o;
           cnb[j] = cnew;
           ob[j] = o * tanhf_(cnew);
-          cb[j] = kc ? kc[j] * cprev + (1.f - kc[j]) * cnew : cnew;
+          cb[j] = kc[j] * cprev + (1.f - kc[j]) * cnew;
         }
       }
     }
@@ -180,6 +184,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd(
   const float* rdp = rd.defined() ? rd.data_ptr<float>() : nullptr;
   const float* zhp = zoh.defined() ? zoh.data_ptr<float>() : nullptr;
   const float* zcp = zoc.defined() ? zoc.data_ptr<float>() : nullptr;
+  // absent peepholes / cell zoneout read zeros: the fused loops stay branch-free and vectorise
+  Tensor zero_buf = at::zeros({H}, gates_opts(w_hh));
+  const float* zero = zero_buf.data_ptr<float>();
+  if (!p_i) p_i = zero;
+  if (!p_f) p_f = zero;
+  if (!p_o) p_o = zero;
   const Tensor c0c = c0.contiguous();
   const float* csp = zcp ? cs.data_ptr<float>() : cn.data_ptr<float>();  // carried cells, per step
 
@@ -225,7 +235,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd(
       const float* cpb = cprev_t + b * H;
       const float* dmb = dmp + b * (proj ? H : P);
       float* dcb = dcp + b * H;
-      const float* kc = zcp ? zcp + (t * B + b) * H : nullptr;
+      const float* kc = zcp ? zcp + (t * B + b) * H : zero;
       if (coupled) {
         const float *f_ = g, *g_ = g + H, *o_ = g + 2 * H;
         float *daf = dg, *dag = dg + H, *dao = dg + 2 * H;
@@ -235,11 +245,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd(
           const float tc = tanhf_(cnew);
           const float ao = dmb[j] * tc * o * (1.f - o);
           const float dcarry = dcb[j];
-          float dcn = dmb[j] * o * (1.f - tc * tc) + (p_o ? ao * p_o[j] : 0.f) + (kc ? (1.f - kc[j]) * dcarry : dcarry);
+          const float dcn = dmb[j] * o * (1.f - tc * tc) + ao * p_o[j] + (1.f - kc[j]) * dcarry;
           const float af = dcn * (cprev - gg) * f * (1.f - f);
           const float ag = dcn * (1.f - f) * (1.f - gg * gg);
           daf[j] = af; dag[j] = ag; dao[j] = ao;
-          dcb[j] = (kc ? kc[j] * dcarry : 0.f) + dcn * f + (p_f ? af * p_f[j] : 0.f);
+          dcb[j] = kc[j] * dcarry + dcn * f + af * p_f[j];
         }
       } else {
         const float *i_ = g, *f_ = g + H, *g_ = g + 2 * H, *o_ = g + 3 * H;
@@ -250,12 +260,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd(
           const float tc = tanhf_(cnew);
           const float ao = dmb[j] * tc * o * (1.f - o);
           const float dcarry = dcb[j];
-          float dcn = dmb[j] * o * (1.f - tc * tc) + (p_o ? ao * p_o[j] : 0.f) + (kc ? (1.f - kc[j]) * dcarry : dcarry);
+          const float dcn = dmb[j] * o * (1.f - tc * tc) + ao * p_o[j] + (1.f - kc[j]) * dcarry;
           const float ai = dcn * gg * i * (1.f - i);
           const float af = dcn * cprev * f * (1.f - f);
           const float ag = dcn * i * (1.f - gg * gg);
           dai[j] = ai; daf[j] = af; dag[j] = ag; dao[j] = ao;
-          dcb[j] = (kc ? kc[j] * dcarry : 0.f) + dcn * f + (p_i ? ai * p_i[j] : 0.f) + (p_f ? af * p_f[j] : 0.f);
+          dcb[j] = kc[j] * dcarry + dcn * f + ai * p_i[j] + af * p_f[j];
         }
       }
     }

@@ -22,6 +22,7 @@ struct StreamLayer {
   Tensor c;       // (B, H)
   Tensor gates;   // (B, G*H)
   Tensor m;       // (B, H) (projection only)
+  Tensor zero;    // (H) zeros: absent peepholes
 };
 
 class LSTMStream {
@@ -44,6 +45,7 @@ class LSTMStream {
       L.c = at::zeros({B_, L.H}, at::kFloat);
       L.gates = at::empty({B_, L.G * L.H}, at::kFloat);
       L.m = at::empty({B_, L.H}, at::kFloat);
+      L.zero = at::zeros({L.H}, at::kFloat);
       layers_.push_back(L);
     }
   }
@@ -67,26 +69,39 @@ class LSTMStream {
       gemm_acc_cols(B_, K, xh, K, L.w_cat.data_ptr<float>(), GH, g, GH, 0, GH);
       const float* ph = L.w_ph.defined() ? L.w_ph.data_ptr<float>() : nullptr;
       const int64_t H = L.H;
-      const float *p_i = nullptr, *p_f = nullptr, *p_o = nullptr;
+      const float* zero = L.zero.data_ptr<float>();
+      const float *p_i = zero, *p_f = zero, *p_o = zero;
       if (ph) { if (L.coupled) { p_f = ph; p_o = ph + H; } else { p_i = ph; p_f = ph + H; p_o = ph + 2 * H; } }
       const bool proj = L.w_hr_t.defined();
       for (int64_t b = 0; b < B_; ++b) {
         float* gb = g + b * GH;
         float* cb = L.c.data_ptr<float>() + b * H;
         float* out = proj ? L.m.data_ptr<float>() + b * H : xh + b * K + L.D;  // h goes back into xh
-        const float* ai = L.coupled ? nullptr : gb;
         const float* af = L.coupled ? gb : gb + H;
         const float* ag = af + H;
         const float* ao = ag + H;
+        if (L.coupled) {
 #pragma omp simd
-        for (int64_t j = 0; j < H; ++j) {
-          const float cprev = cb[j];
-          const float f = sigmoidf(af[j] + (p_f ? p_f[j] * cprev : 0.f));
-          const float i = ai ? sigmoidf(ai[j] + (p_i ? p_i[j] * cprev : 0.f)) : 1.f - f;
-          const float cn = f * cprev + i * tanhf_(ag[j]);
-          const float o = sigmoidf(ao[j] + (p_o ? p_o[j] * cn : 0.f));
-          cb[j] = cn;
-          out[j] = o * tanhf_(cn);
+          for (int64_t j = 0; j < H; ++j) {
+            const float cprev = cb[j];
+            const float f = sigmoidf(af[j] + p_f[j] * cprev);
+            const float cn = f * cprev + (1.f - f) * tanhf_(ag[j]);
+            const float o = sigmoidf(ao[j] + p_o[j] * cn);
+            cb[j] = cn;
+            out[j] = o * tanhf_(cn);
+          }
+        } else {
+          const float* ai = gb;
+#pragma omp simd
+          for (int64_t j = 0; j < H; ++j) {
+            const float cprev = cb[j];
+            const float f = sigmoidf(af[j] + p_f[j] * cprev);
+            const float i = sigmoidf(ai[j] + p_i[j] * cprev);
+            const float cn = f * cprev + i * tanhf_(ag[j]);
+            const float o = sigmoidf(ao[j] + p_o[j] * cn);
+            cb[j] = cn;
+            out[j] = o * tanhf_(cn);
+          }
         }
       }
       if (proj) {
