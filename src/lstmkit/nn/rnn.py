@@ -57,7 +57,7 @@ class RNNBase(nn.Module):
         self.peephole, self.coupled, self.layer_norm = bool(peephole), bool(coupled), bool(layer_norm)
         self.forget_bias = None if forget_bias is None else float(forget_bias)
         self.recurrent_dropout = _check_prob("recurrent_dropout", recurrent_dropout)
-        self.zoneout = _check_prob("zoneout", zoneout)
+        self.zoneout = _check_prob("zoneout", zoneout, upper_inclusive=True)  # no rescaling: 1.0 is valid
         self.backend = _backend.validate(backend)
         self.spec = CellSpec(mode, hidden_size, proj_size, self.peephole, self.coupled, self.layer_norm)
         factory = {"device": device, "dtype": dtype}
