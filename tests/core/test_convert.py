@@ -161,3 +161,15 @@ def test_model_mixing_lstmkit_and_torch_layers_trains():
     loss = nn.functional.cross_entropy(model(tokens, [T, 2, 1]).reshape(-1, 4), torch.randint(0, 4, (B * T,)))
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_torch_rnn_methods_user_code_calls():
+    """Drop-in: `all_weights` groups like torch's; `flatten_parameters()` (called by much torch code) is accepted."""
+    ours = lnn.LSTM(D, H, num_layers=2, bidirectional=True, proj_size=2, dtype=torch.float64, backend="reference")
+    theirs = ours.to_torch()
+    assert [[p.shape for p in g] for g in ours.all_weights] == [[p.shape for p in g] for g in theirs.all_weights]
+    x = torch.randn(T, B, D, dtype=torch.float64)
+    before = ours(x)[0]
+    ours.flatten_parameters()
+    torch.testing.assert_close(ours(x)[0], before, atol=0, rtol=0)
+    torch.testing.assert_close(before, theirs(x)[0], atol=1e-10, rtol=0)
