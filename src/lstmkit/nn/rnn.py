@@ -113,6 +113,9 @@ class RNNBase(nn.Module):
         return [[getattr(self, n) for n in names + extra]
                 for names, extra in zip(self._all_weights, self._extra_weights_names)]
 
+    def flatten_parameters(self) -> None:
+        """No-op kept for torch.nn compatibility (torch compacts cuDNN weights here; lstmkit keeps them separate)."""
+
     def _direction_weights(self, index: int) -> DirectionWeights:
         get = lambda stem: getattr(self, stem + self._suffix(index), None)  # noqa: E731
         return DirectionWeights(get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"),
