@@ -205,6 +205,36 @@ def test_zoneout_training_picks_old_or_new_per_unit():
         assert bool(kept.any()) and bool(updated.any())
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_recurrent_dropout_is_one_scaled_mask_per_sequence(kind):
+    """Training: each sequence's outputs are reproduced by the plain step with ONE mask in {0, 1/(1-p)}^H applied
+    to h_{t-1} where it enters W_hh, the same at every step (found by trying all 4 masks for H = 2)."""
+    cls = lnn.LSTM if kind == "lstm" else lnn.GRU
+    layer = cls(2, 2, recurrent_dropout=0.5, dtype=torch.float64, backend="reference").train()
+    x = torch.randn(3, 6, 2, dtype=torch.float64)
+    h0, c0 = torch.randn(1, 6, 2, dtype=torch.float64), torch.randn(1, 6, 2, dtype=torch.float64)
+    out = layer(x, (h0, c0))[0] if kind == "lstm" else layer(x, h0)[0]
+    w = (layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0)
+    masks = [t([a, b]) for a in (0.0, 2.0) for b in (0.0, 2.0)]
+    found = []
+    with torch.no_grad():
+        for b in range(6):
+            matching = []
+            for m in masks:
+                h, c, ys = h0[0, b], c0[0, b], []
+                for step in range(3):
+                    if kind == "lstm":
+                        h, c = LF.lstm_step(x[step, b], h, c, *w, dropout_mask=m)
+                    else:
+                        h = LF.gru_step(x[step, b], h, *w, dropout_mask=m)
+                    ys.append(h)
+                if torch.allclose(torch.stack(ys), out[:, b], atol=1e-12, rtol=0):
+                    matching.append(tuple(m.tolist()))
+            assert len(matching) == 1, (b, matching)
+            found += matching
+    assert len(set(found)) > 1  # masks differ between sequences (fixed seed)
+
+
 # -- forget_bias ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("coupled", [False, True])
 def test_forget_bias_sets_forget_slice(coupled):
