@@ -57,7 +57,7 @@ class RNNBase(nn.Module):
         self.peephole, self.coupled, self.layer_norm = bool(peephole), bool(coupled), bool(layer_norm)
         self.forget_bias = None if forget_bias is None else float(forget_bias)
         self.recurrent_dropout = _check_prob("recurrent_dropout", recurrent_dropout)
-        self.zoneout = _check_prob("zoneout", zoneout)
+        self.zoneout = _check_prob("zoneout", zoneout, upper_inclusive=True)  # no rescaling: 1.0 is valid
         self.backend = _backend.validate(backend)
         self.spec = CellSpec(mode, hidden_size, proj_size, self.peephole, self.coupled, self.layer_norm)
         factory = {"device": device, "dtype": dtype}
@@ -112,6 +112,9 @@ class RNNBase(nn.Module):
         """torch.nn's parameter groups per layer-direction (lstmkit-only parameters follow in each group)."""
         return [[getattr(self, n) for n in names + extra]
                 for names, extra in zip(self._all_weights, self._extra_weights_names)]
+
+    def flatten_parameters(self) -> None:
+        """No-op kept for torch.nn compatibility (torch compacts cuDNN weights here; lstmkit keeps them separate)."""
 
     def _direction_weights(self, index: int) -> DirectionWeights:
         get = lambda stem: getattr(self, stem + self._suffix(index), None)  # noqa: E731
