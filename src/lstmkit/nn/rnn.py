@@ -113,6 +113,16 @@ class RNNBase(nn.Module):
         return [[getattr(self, n) for n in names + extra]
                 for names, extra in zip(self._all_weights, self._extra_weights_names)]
 
+    def stream(self, batch_size: int = 1, backend: Optional[str] = None):
+        """A stateful single-step runner for online inference: see :class:`lstmkit.nn.stream.Stream`.
+
+        ``s = layer.stream(); y_t = s.step(x_t)`` gives, step by step, what ``layer(x)`` gives for the
+        whole sequence (eval mode; unidirectional layers). One native call per step for an LSTM.
+        """
+        from lstmkit.nn.stream import Stream
+
+        return Stream(self, batch_size, backend)
+
     def flatten_parameters(self) -> None:
         """No-op kept for torch.nn compatibility (torch compacts cuDNN weights here; lstmkit keeps them separate)."""
 

@@ -1,0 +1,153 @@
+"""The native engine against the reference path (the spec): values and all gradients, every cell and option."""
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+import lstmkit.nn as lnn
+from lstmkit import backend
+
+pytestmark = pytest.mark.skipif(not backend.native_available(), reason=f"native engine not built: "
+                                f"{backend.native_error()}")
+
+TOL = {torch.float32: dict(atol=2e-5, rtol=1e-4)}
+
+
+def _pair(cls, D, H, **kw):
+    torch.manual_seed(0)
+    ref = cls(D, H, backend="reference", **kw)
+    nat = cls(D, H, backend="native", **kw)
+    nat.load_state_dict(ref.state_dict())
+    return ref, nat
+
+
+def _run(m, x, lengths, train, seed=7):
+    """Outputs, final states, and gradients of input and every parameter of a weighted loss."""
+    m.train(train)
+    x = x.clone().requires_grad_()
+    torch.manual_seed(seed)  # same dropout / zoneout masks on both backends
+    y, st = m(x, lengths=lengths)
+    states = st if isinstance(st, tuple) else (st,)
+    w = torch.linspace(-1, 1, y.numel()).view_as(y)
+    loss = (y * w).sum() + sum((s * s).sum() for s in states)
+    loss.backward()
+    return [y.detach(), *[s.detach() for s in states], x.grad] + [p.grad for p in m.parameters()]
+
+
+def _assert_match(ref, nat, x, lengths=None, train=False):
+    a, b = _run(ref, x, lengths, train), _run(nat, x, lengths, train)
+    names = ["output", "h_n", "c_n", "input.grad"][: len(a) - len(list(ref.parameters()))]
+    names += [n + ".grad" for n, _ in ref.named_parameters()]
+    assert len(a) == len(b)
+    for name, u, v in zip(names, a, b):
+        torch.testing.assert_close(v, u, **TOL[torch.float32], msg=lambda s: f"{name}: {s}")
+
+
+LSTM_OPTIONS = [{}, {"peephole": True}, {"coupled": True}, {"coupled": True, "peephole": True},
+                {"proj_size": 3}, {"proj_size": 3, "peephole": True}, {"bias": False},
+                {"num_layers": 2, "bidirectional": True, "proj_size": 2, "peephole": True}]
+
+
+@pytest.mark.parametrize("kw", LSTM_OPTIONS, ids=lambda k: ",".join(f"{a}={b}" for a, b in k.items()) or "plain")
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_lstm_matches_reference(kw, with_lengths):
+    ref, nat = _pair(lnn.LSTM, 5, 7, **kw)
+    x = torch.randn(6, 4, 5)
+    lengths = torch.tensor([3, 6, 1, 5]) if with_lengths else None
+    _assert_match(ref, nat, x, lengths)
+
+
+@pytest.mark.parametrize("kw", [{"zoneout": 0.3}, {"recurrent_dropout": 0.4}, {"dropout": 0.5, "num_layers": 2},
+                                {"zoneout": 0.2, "recurrent_dropout": 0.2, "proj_size": 3, "peephole": True,
+                                 "bidirectional": True}])
+def test_lstm_training_masks_match_reference(kw):
+    ref, nat = _pair(lnn.LSTM, 5, 7, **kw)
+    _assert_match(ref, nat, torch.randn(6, 4, 5), torch.tensor([6, 2, 5, 1]), train=True)
+
+
+@pytest.mark.parametrize("cls,kw", [(lnn.GRU, {}), (lnn.GRU, {"bidirectional": True, "num_layers": 2}),
+                                    (lnn.GRU, {"bias": False}), (lnn.RNN, {}),
+                                    (lnn.RNN, {"nonlinearity": "relu", "bidirectional": True})])
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_gru_rnn_match_reference(cls, kw, with_lengths):
+    ref, nat = _pair(cls, 5, 7, **kw)
+    _assert_match(ref, nat, torch.randn(6, 4, 5), torch.tensor([2, 6, 1, 4]) if with_lengths else None)
+
+
+@pytest.mark.parametrize("cls", [lnn.GRU, lnn.RNN])
+def test_gru_rnn_recurrent_dropout_match_reference(cls):
+    ref, nat = _pair(cls, 5, 7, recurrent_dropout=0.3, num_layers=2, dropout=0.3)
+    _assert_match(ref, nat, torch.randn(6, 4, 5), torch.tensor([6, 2, 5, 1]), train=True)
+
+
+def test_gemm_paths_agree(monkeypatch):
+    """A shape large enough for the ATen GEMM path gives the same result as the register-blocked kernel."""
+    ref, nat = _pair(lnn.LSTM, 16, 96, proj_size=40)
+    x = torch.randn(5, 48, 16)
+    _assert_match(ref, nat, x, torch.randint(1, 6, (48,)))
+
+
+@settings(max_examples=15, deadline=None)
+@given(B=st.integers(1, 5), T=st.integers(1, 6), D=st.integers(1, 6), H=st.integers(1, 20),
+       mode=st.sampled_from(["lstm", "peephole", "coupled", "proj", "gru", "rnn"]), bidir=st.booleans(),
+       layers=st.integers(1, 2), use_lengths=st.booleans(), seed=st.integers(0, 10_000))
+def test_random_shapes_match_reference(B, T, D, H, mode, bidir, layers, use_lengths, seed):
+    torch.manual_seed(seed)
+    kw = dict(num_layers=layers, bidirectional=bidir)
+    cls = {"gru": lnn.GRU, "rnn": lnn.RNN}.get(mode, lnn.LSTM)
+    if mode in ("peephole", "coupled"):
+        kw[mode] = True
+    if mode == "proj":
+        if H < 2:
+            H = 2
+        kw["proj_size"] = H - 1
+    ref, nat = _pair(cls, D, H, **kw)
+    x = torch.randn(T, B, D)
+    lengths = torch.randint(1, T + 1, (B,)) if use_lengths else None
+    _assert_match(ref, nat, x, lengths)
+
+
+def test_opcheck_registered_ops():
+    """torch.library.opcheck: schema, fake (meta) kernels and autograd registration of the native ops."""
+    from lstmkit._native import ops  # noqa: F401  (registers autograd and fake kernels)
+
+    T, B, H, D = 3, 2, 4, 3
+    torch.manual_seed(0)
+    gx = torch.randn(T, B, 4 * H, requires_grad=True)
+    h0, c0 = torch.randn(B, H, requires_grad=True), torch.randn(B, H, requires_grad=True)
+    w_hh = torch.randn(4 * H, H, requires_grad=True)
+    w_ph = torch.randn(3 * H, requires_grad=True)
+    bs = torch.tensor([2, 2, 1])
+    torch.library.opcheck(torch.ops.lstmkit.lstm_fwd, (gx, h0, c0, w_hh, None, w_ph, bs, None, None, None, False))
+    gxg = torch.randn(T, B, 3 * H, requires_grad=True)
+    torch.library.opcheck(torch.ops.lstmkit.gru_fwd, (gxg, h0, torch.randn(3 * H, H, requires_grad=True),
+                                                      torch.randn(3 * H, requires_grad=True), None, None, None))
+    gxr = torch.randn(T, B, H, requires_grad=True)
+    torch.library.opcheck(torch.ops.lstmkit.rnn_fwd, (gxr, h0, torch.randn(H, H, requires_grad=True), bs, None,
+                                                      None, True))
+
+
+@pytest.mark.parametrize("kw", [{}, {"peephole": True, "num_layers": 2}, {"coupled": True},
+                                {"proj_size": 4, "num_layers": 2}])
+def test_stream_equals_layer(kw):
+    m = lnn.LSTM(5, 8, backend="native", **kw).eval()
+    x = torch.randn(12, 3, 5)
+    y, (h, c) = m(x)
+    s = m.stream(batch_size=3)
+    assert s.native
+    ys = torch.stack([s.step(x[t]) for t in range(12)])
+    torch.testing.assert_close(ys, y, atol=1e-5, rtol=1e-5)
+    hs, cs = s.state
+    torch.testing.assert_close(hs, h, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(cs, c, atol=1e-5, rtol=1e-5)
+    s.reset()
+    torch.testing.assert_close(s.step(x[0]), y[0], atol=1e-5, rtol=1e-5)
+
+
+def test_stream_rejects_bad_input():
+    s = lnn.LSTM(5, 8, backend="native").eval().stream(batch_size=2)
+    with pytest.raises(ValueError, match="x must have shape"):
+        s.step(torch.randn(3, 5))
+    with pytest.raises(ValueError, match="unidirectional"):
+        lnn.LSTM(5, 8, bidirectional=True).stream()
