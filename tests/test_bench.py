@@ -26,7 +26,7 @@ def test_measure_interleaves_rows_round_robin_with_rotation():
     calls = []
     rows = [Row(k, k, (lambda k=k: calls.append(k))) for k in "abc"]
     timings = measure(rows, repeats=3, warmup=1, min_time=0.0)
-    assert calls[:6] == ["a", "a", "b", "b", "c", "c"]  # warm-up + calibration call per row
+    assert calls[:6] == ["a", "a", "b", "b", "c", "c"]  # warm-up and calibration calls per row
     assert calls[6:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # one call per row per round, rotated
     assert all(len(t.times) == 3 and t.number == 1 for t in timings.values())
 
@@ -158,3 +158,13 @@ def test_cli_bench_list_and_bad_arguments(capsys):
     assert "--suite 'nope' is not a known suite" in capsys.readouterr().err
     assert main(["bench", "--shapes", "1x0x3x4"]) == 2
     assert main(["bench", "--stream-hidden", "a,b"]) == 2
+
+
+def test_noisy_cells_are_marked(result):
+    res, _ = result
+    cell = res["suites"]["lstm-train"]["rows"]["torch"]["results"]["1x5x4x8"]
+    assert cell["spread"] == pytest.approx((max(cell["times"]) - min(cell["times"])) / cell["median"])
+    noisy = json.loads(json.dumps(res))
+    noisy["suites"]["lstm-train"]["rows"]["torch"]["results"]["1x5x4x8"]["spread"] = 0.9
+    line = next(l for l in format_report(noisy).splitlines() if l.startswith("torch.nn.LSTM "))
+    assert "~" in line and "~ noisy" in format_report(noisy)

@@ -4,9 +4,11 @@ a targets table saying, per suite, shape and target, whether lstmkit met it.
 A timing cell is the median time per iteration (``ms``; stream: ``us`` per step), followed by the ratio
 ``(r x)`` of that row to the lstmkit row it is compared with: ``r = peer time / lstmkit time``, so r > 1 means
 lstmkit is faster. Comparisons that do not fit in a cell (a row compared with several lstmkit rows) get their
-own ``ratio peer/subject`` line.
+own ``ratio peer/subject`` line. A cell marked ``~`` had repeats spread over more than half its median.
 """
 from __future__ import annotations
+
+NOISY = 0.5  # (max - min) / median above which a cell is marked "~" as noisy
 
 
 def _num(value: float) -> str:
@@ -41,6 +43,7 @@ def format_suite(name: str, out: dict, repeats: int) -> list[str]:
     inline = {c["peer"]: c for c in timed if peers.count(c["peer"]) == 1}
     extra = [c for c in timed if peers.count(c["peer"]) > 1]
     notes: list[str] = []
+    noisy = False
     table = [["implementation"] + out["shapes"]]
     for key, row in out["rows"].items():
         cells = [row["label"]]
@@ -55,6 +58,9 @@ def format_suite(name: str, out: dict, repeats: int) -> list[str]:
                 cells.append(f"skipped[{notes.index(res['skipped']) + 1}]")
                 continue
             cell = f"{_num(res['median'])} {unit}"
+            if res.get("spread") is not None and res["spread"] > NOISY:
+                cell = "~" + cell
+                noisy = True
             comp = inline.get(key)
             if comp is not None:
                 cell += f" ({_ratio_text(comp['ratios'].get(shape))})"
@@ -71,6 +77,9 @@ def format_suite(name: str, out: dict, repeats: int) -> list[str]:
             parts = [f"{k} {v:.1f}" + (f" ({v / mm * 100:.0f}% of matmul)" if mm and k != "matmul" else "")
                      for k, v in rates.items()]
             lines.append(f"  achieved GFLOP/s at {shape}: " + ", ".join(parts))
+    if noisy:
+        lines.append(f"  ~ noisy: the repeats of this cell spread over more than {NOISY:.0%} of its median "
+                     f"(busy machine); see the raw times in the JSON")
     for i, note in enumerate(notes):
         lines.append(f"  [{i + 1}] {note}")
     return lines

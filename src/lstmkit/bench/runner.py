@@ -171,6 +171,7 @@ def _run_suite(suite, grid, hidden, ctx, repeats, warmup, min_time, log) -> dict
                 entry["results"][label] = {"skipped": t.skipped}
             else:
                 entry["results"][label] = {"times": [v * scale for v in t.times], "median": t.median * scale,
+                                           "min": min(t.times) * scale, "spread": t.spread,
                                            "number": t.number, "per_call_items": row.divisor}
                 if row.note:
                     entry["results"][label]["note"] = row.note

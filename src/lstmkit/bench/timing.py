@@ -48,6 +48,11 @@ class Timing:
         """Median of ``times`` in seconds (None when skipped or empty)."""
         return statistics.median(self.times) if self.times else None
 
+    @property
+    def spread(self) -> Optional[float]:
+        """``(max - min) / median`` of ``times``: 0 for steady timings, large on a busy machine."""
+        return (max(self.times) - min(self.times)) / self.median if self.times and self.median else None
+
 
 def _call(fn: Callable[[], object], number: int) -> float:
     start = time.perf_counter()
@@ -74,7 +79,7 @@ def measure(rows: list[Row], repeats: int, warmup: int = 1, min_time: float = 0.
     Args:
         rows: the implementations; rows with ``fn=None`` are reported as skipped with their ``note``.
         repeats: timed rounds (>= 1); each round times every row once, rotating the starting row.
-        warmup: untimed calls per row before calibration (>= 0); one more call calibrates ``number``.
+        warmup: extra untimed calls per row (>= 0); the fastest of these ``warmup + 1`` calls calibrates ``number``.
         min_time: target seconds per repeat; short calls are repeated ``number`` times within one repeat.
 
     A row whose warm-up raises is reported as skipped with the exception text instead of stopping the run.
@@ -89,9 +94,7 @@ def measure(rows: list[Row], repeats: int, warmup: int = 1, min_time: float = 0.
         if row.fn is None:
             continue
         try:
-            for _ in range(warmup):
-                row.fn()
-            first = _call(row.fn, 1)
+            first = min(_call(row.fn, 1) for _ in range(warmup + 1))  # fastest untimed call calibrates
         except Exception as exc:  # an implementation that cannot run here (missing kernel, dtype...)
             result[row.key] = Timing(skipped=f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
             continue
