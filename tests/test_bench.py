@@ -168,3 +168,15 @@ def test_noisy_cells_are_marked(result):
     noisy["suites"]["lstm-train"]["rows"]["torch"]["results"]["1x5x4x8"]["spread"] = 0.9
     line = next(l for l in format_report(noisy).splitlines() if l.startswith("torch.nn.LSTM "))
     assert "~" in line and "~ noisy" in format_report(noisy)
+
+
+def test_a_suite_that_cannot_build_is_reported_not_fatal(monkeypatch):
+    import dataclasses
+
+    def broken(shape, ctx):
+        raise RuntimeError("engine exploded")
+    monkeypatch.setitem(SUITES, "gru-train", dataclasses.replace(SUITES["gru-train"], build=broken))
+    res = run_bench(suites="gru-train,stream", **FAST)
+    assert res["suites"]["gru-train"]["errors"] == {"1x5x4x8": "RuntimeError: engine exploded"}
+    assert res["suites"]["stream"]["rows"]["lstmkit"]["results"]["H=8"]["median"] > 0
+    assert "building the rows failed: RuntimeError: engine exploded" in format_report(res)

@@ -80,6 +80,8 @@ def format_suite(name: str, out: dict, repeats: int) -> list[str]:
     if noisy:
         lines.append(f"  ~ noisy: the repeats of this cell spread over more than {NOISY:.0%} of its median "
                      f"(busy machine); see the raw times in the JSON")
+    for shape, message in out.get("errors", {}).items():
+        lines.append(f"  {shape}: not measured, building the rows failed: {message}")
     for i, note in enumerate(notes):
         lines.append(f"  [{i + 1}] {note}")
     return lines

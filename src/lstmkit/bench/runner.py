@@ -160,7 +160,13 @@ def _run_suite(suite, grid, hidden, ctx, repeats, warmup, min_time, log) -> dict
     for shape, label in _suite_shapes(suite, grid, hidden, ctx):
         t0 = time.perf_counter()
         torch.manual_seed(0)
-        rows, extras = suite.build(shape, ctx)
+        try:
+            rows, extras = suite.build(shape, ctx)
+        except Exception as exc:  # a broken implementation must not stop the other suites
+            message = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            out.setdefault("errors", {})[label] = message
+            log(f"[bench] {suite.name} {label}: could not build the rows: {message}")
+            continue
         timings = timing.measure(rows, repeats, warmup, min_time)
         out["shapes"].append(label)
         out["extras"][label] = extras
