@@ -11,10 +11,9 @@ import argparse
 import os
 import sys
 
-try:
-    import lstmkit  # noqa: F401
-except ImportError:  # run from a source checkout without installing
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "src")
+if os.path.isdir(os.path.join(_SRC, "lstmkit")):  # this checkout's lstmkit wins over an installed one
+    sys.path.insert(0, os.path.abspath(_SRC))
 
 from lstmkit.cli import cmd_bench  # noqa: E402
 from lstmkit.errors import UserError  # noqa: E402

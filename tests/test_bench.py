@@ -147,7 +147,7 @@ def test_cli_bench_tiny_run_writes_json(tmp_path, capsys):
     assert code == 0
     data = json.loads(path.read_text())
     assert data["suites"]["gru-train"]["shapes"] == ["1x5x4x8", "2x3x4x5"]
-    assert data["meta"]["argv"] is None and "warning" in data["meta"]
+    assert data["meta"]["invocation"]["suite"] == "lstm-train,gru-train" and "warning" in data["meta"]
     assert "== gru-train" in out and "torch.nn.GRU" in out and "2x3x4x5" in out
 
 
@@ -180,3 +180,15 @@ def test_a_suite_that_cannot_build_is_reported_not_fatal(monkeypatch):
     assert res["suites"]["gru-train"]["errors"] == {"1x5x4x8": "RuntimeError: engine exploded"}
     assert res["suites"]["stream"]["rows"]["lstmkit"]["results"]["H=8"]["median"] > 0
     assert "building the rows failed: RuntimeError: engine exploded" in format_report(res)
+
+
+def test_benchmarks_script_uses_the_same_options():
+    import pathlib
+    import subprocess
+    import sys
+
+    script = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_engine.py"
+    out = subprocess.run([sys.executable, str(script), "--suite", "list"], capture_output=True, text=True)
+    assert out.returncode == 0 and "lengths-train" in out.stdout
+    out = subprocess.run([sys.executable, str(script), "--shapes", "1x2"], capture_output=True, text=True)
+    assert out.returncode == 2 and "--shapes '1x2' is not a shape" in out.stderr

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -40,7 +40,6 @@ class Context:
     stream_steps: int = 1000
     matmul_size: int = 2048
     gflops_shape: tuple = (32, 200, 256, 512)
-    notes: list = field(default_factory=list)
 
 
 def work(shape) -> int:

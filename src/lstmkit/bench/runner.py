@@ -70,7 +70,7 @@ def _ratio(comp, subject: timing.Timing, peer: timing.Timing, flops: dict) -> Op
 def run_bench(suites="all", shapes=None, repeats: Optional[int] = None, warmup: int = 1, threads: int = 2,
               quick: bool = False, max_ref_shape=None, stream_hidden=None, stream_steps: Optional[int] = None,
               matmul_size: int = 2048, min_time: float = 0.02, json_path: Optional[str] = None,
-              log: Optional[Callable[[str], None]] = None, argv: Optional[list] = None) -> dict:
+              log: Optional[Callable[[str], None]] = None, invocation=None) -> dict:
     """Run the selected suites and return the full result (also written to ``json_path`` when given).
 
     Args:
@@ -83,7 +83,8 @@ def run_bench(suites="all", shapes=None, repeats: Optional[int] = None, warmup: 
         max_ref_shape: pure-PyTorch-loop rows are skipped at shapes costlier than this one (None: never).
         stream_hidden: hidden sizes of the stream suite (default 64 and 256). stream_steps: steps per call.
         matmul_size: N of the N x N fp32 matmul of the gflops suite. min_time: seconds per repeat (calibration).
-        log: progress callback (default: print to stderr). argv: the command line, recorded in the result.
+        log: progress callback (default: print to stderr). invocation: the command line or options,
+            recorded in ``meta`` as given.
 
     Returns:
         dict with "schema", "meta", "suites" (per suite: rows with raw ``times`` in the suite's unit per shape,
@@ -115,7 +116,8 @@ def run_bench(suites="all", shapes=None, repeats: Optional[int] = None, warmup: 
             "warmup": warmup, "min_time_s": min_time, "quick": quick, "suites": names,
             "shapes": [shape_label(s) for s in grid], "max_ref_shape": ref_shape and shape_label(ref_shape),
             "stream_hidden": hidden, "stream_steps": stream_steps, "matmul_size": matmul_size,
-            "argv": argv, "started_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+            "invocation": invocation,
+            "started_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     try:
         import onnxruntime
 

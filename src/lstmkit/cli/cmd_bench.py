@@ -57,7 +57,10 @@ def _suite_list() -> str:
 
 
 def run(args: argparse.Namespace, argv=None) -> int:
-    """Run the benchmark described by the parsed ``args``; prints the report, returns 0."""
+    """Run the benchmark described by the parsed ``args``; prints the report, returns 0.
+
+    ``argv`` (the raw command line, when the caller has it) is recorded in the JSON; else the parsed options.
+    """
     from lstmkit.bench import format_report, run_bench
 
     if args.suite.strip() == "list":
@@ -74,7 +77,9 @@ def run(args: argparse.Namespace, argv=None) -> int:
     result = run_bench(suites=args.suite, shapes=args.shapes, repeats=args.repeats, warmup=args.warmup,
                        threads=args.threads, quick=args.quick, max_ref_shape=args.max_ref_shape,
                        stream_hidden=hidden, stream_steps=args.stream_steps, matmul_size=args.matmul_size,
-                       min_time=args.min_time, json_path=args.json, argv=argv)
+                       min_time=args.min_time, json_path=args.json,
+                       invocation=argv if argv is not None else {k: v for k, v in vars(args).items()
+                                                                 if k != "func"})
     print(format_report(result))
     if args.json:
         print(f"\nraw timings written to {args.json}")
