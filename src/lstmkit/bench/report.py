@@ -123,4 +123,11 @@ def format_report(result: dict) -> str:
     for name, out in result["suites"].items():
         lines += [""] + format_suite(name, out, m["repeats"])
     lines += [""] + format_targets(result)
+    cells = [res for out in result["suites"].values() for row in out["rows"].values()
+             for res in row["results"].values() if "spread" in res]
+    noisy = sum(1 for res in cells if res["spread"] is not None and res["spread"] > NOISY)
+    if cells and noisy > len(cells) / 4:
+        lines.append(f"\nnote: {noisy} of {len(cells)} cells are noisy (~). The machine is busy; when fewer cores are "
+                     f"free than --threads={m['threads']}, multi-threaded kernels stall at every barrier and times "
+                     f"swing by 10x or more: rerun on a quiet machine or with --threads 1.")
     return "\n".join(lines)
