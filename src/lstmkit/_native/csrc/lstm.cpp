@@ -16,6 +16,15 @@ namespace lstmkit {
 
 using at::Tensor;
 
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fused(
+    const Tensor& gx, const Tensor& h0, const Tensor& c0, const Tensor& w_hh, const float* p_i, const float* p_f,
+    const float* p_o, const float* zh, const float* zc, const std::vector<int64_t>& bs, bool coupled);
+std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd_fused(
+    const Tensor& dy, const Tensor& dhT, const Tensor& dcT, const Tensor& gates, const Tensor& cn, const float* csp,
+    const Tensor& c0, const Tensor& w_hh, const float* p_i, const float* p_f, const float* p_o, const float* zh,
+    const float* zc, const std::vector<int64_t>& bs, bool coupled);
+
+
 static std::vector<int64_t> rows_per_step(const c10::optional<Tensor>& batch_sizes, int64_t T, int64_t B) {
   std::vector<int64_t> bs(T, B);
   if (batch_sizes.has_value() && batch_sizes->defined()) {
@@ -66,6 +75,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd(
   if (!p_i) p_i = zero;
   if (!p_f) p_f = zero;
   if (!p_o) p_o = zero;
+  // without projection or recurrent dropout the fused, panel-packed loop (fused_lstm.cpp) runs
+  if (!proj && !rdp)
+    return lstm_fwd_fused(gx, h0_in, c0_in, w_hh, p_i, p_f, p_o, zhp, zcp, rows_per_step(batch_sizes, T, B), coupled);
 
   Tensor y = at::empty({T, B, P}, opts);
   Tensor gates = gx.clone();                                   // pre-activations, overwritten by activations
@@ -192,6 +204,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd(
   if (!p_o) p_o = zero;
   const Tensor c0c = c0.contiguous();
   const float* csp = zcp ? cs.data_ptr<float>() : cn.data_ptr<float>();  // carried cells, per step
+  if (!proj && !rdp)
+    return lstm_bwd_fused(dy, dhT, dcT, gates, cn, csp, c0c, w_hh, p_i, p_f, p_o, zhp, zcp,
+                          rows_per_step(batch_sizes, T, B), coupled);
 
   Tensor dG = at::empty({T, B, GH}, opts);
   Tensor dh = dhT.contiguous().clone(), dc = dcT.contiguous().clone();

@@ -1,0 +1,319 @@
+// Fused LSTM time loop (standard, peephole, coupled; zoneout; lengths) on one or two threads.
+//
+// Forward: W_hh is packed once per call so that one 16-unit block of every gate (i, f, g, o) is a contiguous
+// 64-column panel. Per step and row block, a register-blocked GEMM starts from G_x (beta = 1), accumulates
+// h_{t-1} W_hh^T for one panel, and the gate pass runs on that panel while it is still in L1. Two threads own
+// halves of the unit blocks and meet at one spin barrier per step. Backward: each thread runs the gate pass for
+// its units, then (after the barrier) dh_{t-1} = dG_t W_hh for its units, so again one barrier per step.
+#include "kernels.h"
+#include "team.h"
+
+#include <ATen/Parallel.h>
+
+#include <tuple>
+#include <vector>
+
+namespace lstmkit {
+
+using at::Tensor;
+constexpr int64_t UB = 16;  // hidden units per panel block
+constexpr int MR = 6;       // rows per register block (6 rows x 4 gates = 24 accumulators)
+
+static bool use_two_threads(int64_t B, int64_t GH, int64_t K, int64_t U) {
+  static const int forced = [] {
+    const char* e = std::getenv("LSTMKIT_THREADS");
+    return e ? std::atoi(e) : 0;
+  }();
+  if (forced == 1 || U < 2 || at::get_num_threads() < 2 || at::in_parallel_region()) return false;
+  if (forced >= 2) return true;
+  return B * GH * K >= 12288;  // below this a step is a few hundred ns: the barrier would cost as much
+}
+
+// (U, K, G*UB): panel u holds, for k = 0..K-1, the G gate rows of units u*UB .. u*UB+15 (zero past H).
+static Tensor pack_panels(const Tensor& w_hh, int G, int64_t H) {
+  const int64_t K = w_hh.size(1), U = (H + UB - 1) / UB;
+  Tensor wp = at::zeros({U, K, G * UB}, w_hh.options());
+  const Tensor w = w_hh.contiguous();
+  const float* src = w.data_ptr<float>();
+  float* dst = wp.data_ptr<float>();
+  for (int64_t u = 0; u < U; ++u)
+    for (int q = 0; q < G; ++q)
+      for (int64_t l = 0; l < UB && u * UB + l < H; ++l) {
+        const float* row = src + (q * H + u * UB + l) * K;
+        float* d = dst + u * K * G * UB + q * UB + l;
+        for (int64_t k = 0; k < K; ++k) d[k * G * UB] = row[k];
+      }
+  return wp;
+}
+
+// out[r][q*16 + l] = gx[r][q*H + u*16 + l] + sum_k A[r][k] * Wp[k][q*16 + l]   (r < R, l < 16)
+template <int R, int G>
+static inline void panel_gemm(int64_t K, const float* A, int64_t lda, const float* Wp, const float* gx,
+                              int64_t ldgx, int64_t H, int64_t u, int64_t nl, float* out) {
+#if defined(__AVX512F__)
+  const __mmask16 mask = nl >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nl) - 1);
+  __m512 acc[R][G];
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < G; ++q) acc[r][q] = _mm512_maskz_loadu_ps(mask, gx + r * ldgx + q * H + u * UB);
+  for (int64_t k = 0; k < K; ++k) {
+    __m512 b[G];
+    for (int q = 0; q < G; ++q) b[q] = _mm512_loadu_ps(Wp + k * G * UB + q * UB);
+    for (int r = 0; r < R; ++r) {
+      const __m512 a = _mm512_set1_ps(A[r * lda + k]);
+      for (int q = 0; q < G; ++q) acc[r][q] = _mm512_fmadd_ps(a, b[q], acc[r][q]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < G; ++q) _mm512_storeu_ps(out + (r * G + q) * UB, acc[r][q]);
+#else
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < G; ++q)
+      for (int64_t l = 0; l < UB; ++l) {
+        float s = l < nl ? gx[r * ldgx + q * H + u * UB + l] : 0.f;
+        for (int64_t k = 0; k < K; ++k) s += A[r * lda + k] * Wp[k * G * UB + q * UB + l];
+        out[(r * G + q) * UB + l] = s;
+      }
+#endif
+}
+
+template <int G>
+static void panel_gemm_rows(int R, int64_t K, const float* A, int64_t lda, const float* Wp, const float* gx,
+                            int64_t ldgx, int64_t H, int64_t u, int64_t nl, float* out) {
+  switch (R) {
+    case 6: panel_gemm<6, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
+    case 5: panel_gemm<5, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
+    case 4: panel_gemm<4, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
+    case 3: panel_gemm<3, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
+    case 2: panel_gemm<2, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
+    default: panel_gemm<1, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
+  }
+}
+
+struct FwdArgs {
+  int64_t T, B, H, G;
+  const float *gx, *h0, *p_i, *p_f, *p_o, *zh, *zc, *zero;
+  const float* Wp;
+  float *y, *gates, *cn, *cs, *c;
+  const std::vector<int64_t>* bs;
+};
+
+template <int G>
+static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
+  FlushDenormals ftz;
+  const int64_t T = a.T, B = a.B, H = a.H, GH = G * H;
+  alignas(64) float pre[MR * G * UB];
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t bt = (*a.bs)[t];
+    const float* hprev = t > 0 ? a.y + (t - 1) * B * H : a.h0;
+    const float* cprev_step = a.c;  // updated in place, per unit: only this thread touches its units
+    for (int64_t r0 = 0; r0 < bt; r0 += MR) {
+      const int R = (int)std::min<int64_t>(MR, bt - r0);
+      for (int64_t u = u0; u < u1; ++u) {
+        const int64_t nl = std::min(UB, H - u * UB);
+        panel_gemm_rows<G>(R, H, hprev + r0 * H, H, a.Wp + u * H * G * UB, a.gx + (t * B + r0) * GH, GH, H, u,
+                           nl, pre);
+        for (int r = 0; r < R; ++r) {
+          const int64_t b = r0 + r, j0 = u * UB;
+          const float* p = pre + r * G * UB;
+          float* gb = a.gates + (t * B + b) * GH + j0;
+          float* cb = a.c + b * H + j0;
+          float* cnb = a.cn + (t * B + b) * H + j0;
+          float* yb = a.y + (t * B + b) * H + j0;
+          const float* hp = hprev + b * H + j0;
+          const float* kh = a.zh ? a.zh + (t * B + b) * H + j0 : a.zero;
+          const float* kc = a.zc ? a.zc + (t * B + b) * H + j0 : a.zero;
+          const float *pi = a.p_i + j0, *pf = a.p_f + j0, *po = a.p_o + j0;
+          (void)cprev_step;
+          if (G == 4) {
+#pragma omp simd
+            for (int64_t l = 0; l < nl; ++l) {
+              const float cprev = cb[l];
+              const float i = sigmoidf(p[l] + pi[l] * cprev);
+              const float f = sigmoidf(p[UB + l] + pf[l] * cprev);
+              const float g = tanhf_(p[2 * UB + l]);
+              const float cnew = f * cprev + i * g;
+              const float o = sigmoidf(p[3 * UB + l] + po[l] * cnew);
+              const float hn = o * tanhf_(cnew);
+              gb[l] = i; gb[H + l] = f; gb[2 * H + l] = g; gb[3 * H + l] = o;
+              cnb[l] = cnew;
+              cb[l] = kc[l] * cprev + (1.f - kc[l]) * cnew;
+              yb[l] = kh[l] * hp[l] + (1.f - kh[l]) * hn;
+            }
+          } else {
+#pragma omp simd
+            for (int64_t l = 0; l < nl; ++l) {
+              const float cprev = cb[l];
+              const float f = sigmoidf(p[l] + pf[l] * cprev);
+              const float g = tanhf_(p[UB + l]);
+              const float cnew = f * cprev + (1.f - f) * g;
+              const float o = sigmoidf(p[2 * UB + l] + po[l] * cnew);
+              const float hn = o * tanhf_(cnew);
+              gb[l] = f; gb[H + l] = g; gb[2 * H + l] = o;
+              cnb[l] = cnew;
+              cb[l] = kc[l] * cprev + (1.f - kc[l]) * cnew;
+              yb[l] = kh[l] * hp[l] + (1.f - kh[l]) * hn;
+            }
+          }
+        }
+      }
+    }
+    // rows past their length: zero output, keep state; copy the carried cell for backward
+    const int64_t j0 = u0 * UB, j1 = std::min(H, u1 * UB);
+    for (int64_t b = bt; b < B; ++b) {
+      std::memset(a.y + (t * B + b) * H + j0, 0, sizeof(float) * (j1 - j0));
+      for (int q = 0; q < G; ++q) std::memset(a.gates + (t * B + b) * GH + q * H + j0, 0, sizeof(float) * (j1 - j0));
+      std::memcpy(a.cn + (t * B + b) * H + j0, a.c + b * H + j0, sizeof(float) * (j1 - j0));
+    }
+    if (a.cs)
+      for (int64_t b = 0; b < B; ++b)
+        std::memcpy(a.cs + (t * B + b) * H + j0, a.c + b * H + j0, sizeof(float) * (j1 - j0));
+    if (bar) bar->wait();  // h_t complete before any thread starts step t+1
+  }
+}
+
+// Forward of the fused path; same contract as lstm_fwd (lstm.cpp) without projection or recurrent dropout.
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fused(
+    const Tensor& gx, const Tensor& h0, const Tensor& c0, const Tensor& w_hh, const float* p_i, const float* p_f,
+    const float* p_o, const float* zh, const float* zc, const std::vector<int64_t>& bs, bool coupled) {
+  const int64_t T = gx.size(0), B = gx.size(1), H = c0.size(1);
+  const int G = coupled ? 3 : 4;
+  const int64_t U = (H + UB - 1) / UB;
+  auto opts = gx.options();
+  Tensor wp = pack_panels(w_hh, G, H);
+  Tensor y = at::empty({T, B, H}, opts), gates = at::empty({T, B, G * H}, opts), cn = at::empty({T, B, H}, opts);
+  Tensor cs = zc ? at::empty({T, B, H}, opts) : at::empty({0}, opts);
+  Tensor m = at::empty({0}, opts);
+  Tensor c = c0.contiguous().clone();
+  const Tensor h0c = h0.contiguous();
+  Tensor zero = at::zeros({H}, opts);
+  FwdArgs a{T, B, H, G, gx.data_ptr<float>(), h0c.data_ptr<float>(), p_i ? p_i : zero.data_ptr<float>(),
+            p_f ? p_f : zero.data_ptr<float>(), p_o ? p_o : zero.data_ptr<float>(), zh, zc, zero.data_ptr<float>(),
+            wp.data_ptr<float>(), y.data_ptr<float>(), gates.data_ptr<float>(), cn.data_ptr<float>(),
+            zc ? cs.data_ptr<float>() : nullptr, c.data_ptr<float>(), &bs};
+  auto run = [&](int64_t u0, int64_t u1, Barrier2* bar) {
+    if (G == 4) fwd_units<4>(a, u0, u1, bar); else fwd_units<3>(a, u0, u1, bar);
+  };
+  if (use_two_threads(B, G * H, H, U)) {
+    Barrier2 bar;
+    const int64_t split = (U + 1) / 2;
+    std::function<void(int)> job = [&](int tid) { tid == 0 ? run(0, split, &bar) : run(split, U, &bar); };
+    Team2::get().run(job);
+  } else {
+    run(0, U, nullptr);
+  }
+  // final hidden state of each row: its output at its last valid step
+  Tensor h = h0c.clone();
+  float* hp = h.data_ptr<float>();
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t len = 0;
+    while (len < T && bs[len] > b) ++len;
+    if (len > 0) std::memcpy(hp + b * H, y.data_ptr<float>() + ((len - 1) * B + b) * H, sizeof(float) * H);
+  }
+  return {y, h, c, gates, cn, cs, m};
+}
+
+struct BwdArgs {
+  int64_t T, B, H, G;
+  const float *dy, *gates, *cn, *csp, *c0, *p_i, *p_f, *p_o, *zh, *zc, *zero, *w_hh;
+  float *dG, *dh, *dc, *rec;
+  const std::vector<int64_t>* bs;
+};
+
+template <int G>
+static void bwd_units(const BwdArgs& a, int64_t j0, int64_t j1, Barrier2* bar) {
+  FlushDenormals ftz;
+  const int64_t T = a.T, B = a.B, H = a.H, GH = G * H;
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const int64_t bt = (*a.bs)[t];
+    const float* cprev_t = t > 0 ? a.csp + (t - 1) * B * H : a.c0;
+    for (int64_t b = 0; b < bt; ++b) {
+      const float* g = a.gates + (t * B + b) * GH;
+      float* dg = a.dG + (t * B + b) * GH;
+      const float* cnb = a.cn + (t * B + b) * H;
+      const float* cpb = cprev_t + b * H;
+      const float* dyb = a.dy + (t * B + b) * H;
+      float* dhb = a.dh + b * H;
+      float* dcb = a.dc + b * H;
+      const float* kh = a.zh ? a.zh + (t * B + b) * H : a.zero;
+      const float* kc = a.zc ? a.zc + (t * B + b) * H : a.zero;
+      const float *pi = a.p_i, *pf = a.p_f, *po = a.p_o;
+      if (G == 4) {
+#pragma omp simd
+        for (int64_t j = j0; j < j1; ++j) {
+          const float d = dyb[j] + dhb[j];
+          const float dm = (1.f - kh[j]) * d;
+          const float i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j], cnew = cnb[j], cprev = cpb[j];
+          const float tc = tanhf_(cnew);
+          const float ao = dm * tc * o * (1.f - o);
+          const float dcarry = dcb[j];
+          const float dcn = dm * o * (1.f - tc * tc) + ao * po[j] + (1.f - kc[j]) * dcarry;
+          const float ai = dcn * gg * i * (1.f - i);
+          const float af = dcn * cprev * f * (1.f - f);
+          const float ag = dcn * i * (1.f - gg * gg);
+          dg[j] = ai; dg[H + j] = af; dg[2 * H + j] = ag; dg[3 * H + j] = ao;
+          dcb[j] = kc[j] * dcarry + dcn * f + ai * pi[j] + af * pf[j];
+          dhb[j] = kh[j] * d;
+        }
+      } else {
+#pragma omp simd
+        for (int64_t j = j0; j < j1; ++j) {
+          const float d = dyb[j] + dhb[j];
+          const float dm = (1.f - kh[j]) * d;
+          const float f = g[j], gg = g[H + j], o = g[2 * H + j], cnew = cnb[j], cprev = cpb[j];
+          const float tc = tanhf_(cnew);
+          const float ao = dm * tc * o * (1.f - o);
+          const float dcarry = dcb[j];
+          const float dcn = dm * o * (1.f - tc * tc) + ao * po[j] + (1.f - kc[j]) * dcarry;
+          const float af = dcn * (cprev - gg) * f * (1.f - f);
+          const float ag = dcn * (1.f - f) * (1.f - gg * gg);
+          dg[j] = af; dg[H + j] = ag; dg[2 * H + j] = ao;
+          dcb[j] = kc[j] * dcarry + dcn * f + af * pf[j];
+          dhb[j] = kh[j] * d;
+        }
+      }
+    }
+    for (int64_t b = bt; b < B; ++b)
+      for (int q = 0; q < G; ++q) std::memset(a.dG + (t * B + b) * GH + q * H + j0, 0, sizeof(float) * (j1 - j0));
+    if (bar) bar->wait();  // dG_t complete (all units) before dG_t W_hh
+    // dh_{t-1}[:, j0:j1] += dG_t W_hh[:, j0:j1]
+    float* rec = a.rec;
+    for (int64_t b = 0; b < bt; ++b) std::memset(rec + b * H + j0, 0, sizeof(float) * (j1 - j0));
+    gemm_acc_cols((int)bt, (int)GH, a.dG + t * B * GH, (int)GH, a.w_hh, (int)H, rec, (int)H, (int)j0, (int)j1);
+    for (int64_t b = 0; b < bt; ++b)
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) a.dh[b * H + j] += rec[b * H + j];
+  }
+}
+
+// Backward of the fused path; same contract as lstm_bwd (lstm.cpp) without projection or recurrent dropout.
+std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd_fused(
+    const Tensor& dy, const Tensor& dhT, const Tensor& dcT, const Tensor& gates, const Tensor& cn, const float* csp,
+    const Tensor& c0, const Tensor& w_hh, const float* p_i, const float* p_f, const float* p_o, const float* zh,
+    const float* zc, const std::vector<int64_t>& bs, bool coupled) {
+  const int64_t T = gates.size(0), B = gates.size(1), GH = gates.size(2), H = cn.size(2);
+  const int G = coupled ? 3 : 4;
+  const int64_t U = (H + UB - 1) / UB;
+  auto opts = gates.options();
+  Tensor dG = at::empty({T, B, GH}, opts);
+  Tensor dh = dhT.contiguous().clone(), dc = dcT.contiguous().clone(), rec = at::empty({B, H}, opts);
+  Tensor zero = at::zeros({H}, opts);
+  const Tensor c0c = c0.contiguous(), w = w_hh.contiguous();
+  BwdArgs a{T, B, H, G, dy.data_ptr<float>(), gates.data_ptr<float>(), cn.data_ptr<float>(), csp,
+            c0c.data_ptr<float>(), p_i ? p_i : zero.data_ptr<float>(), p_f ? p_f : zero.data_ptr<float>(),
+            p_o ? p_o : zero.data_ptr<float>(), zh, zc, zero.data_ptr<float>(), w.data_ptr<float>(),
+            dG.data_ptr<float>(), dh.data_ptr<float>(), dc.data_ptr<float>(), rec.data_ptr<float>(), &bs};
+  auto run = [&](int64_t j0, int64_t j1, Barrier2* bar) {
+    if (G == 4) bwd_units<4>(a, j0, j1, bar); else bwd_units<3>(a, j0, j1, bar);
+  };
+  if (use_two_threads(B, GH, H, U)) {
+    Barrier2 bar;
+    const int64_t split = std::min(H, ((U + 1) / 2) * UB);
+    std::function<void(int)> job = [&](int tid) { tid == 0 ? run(0, split, &bar) : run(split, H, &bar); };
+    Team2::get().run(job);
+  } else {
+    run(0, H, nullptr);
+  }
+  return {dG, dh, dc, at::empty({0}, opts)};
+}
+
+}  // namespace lstmkit

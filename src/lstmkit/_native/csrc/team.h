@@ -1,0 +1,90 @@
+// Two-thread team for the time loop: a persistent worker woken once per call, and a spin barrier per step.
+//
+// A recurrence needs a barrier at every step (h_t is read whole by the next step's GEMM). OpenMP or a task pool
+// pays a thread wake-up per step; here the worker is woken once per kernel call, both threads run the whole
+// time loop on their half of the hidden units, and meet at a spin barrier (~100 ns) after each step.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <unistd.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define LSTMKIT_PAUSE() _mm_pause()
+#else
+#define LSTMKIT_PAUSE() ((void)0)
+#endif
+
+namespace lstmkit {
+
+// Sense-reversing barrier for exactly two threads.
+struct Barrier2 {
+  std::atomic<int> count{0};
+  std::atomic<int> phase{0};
+  void wait() {
+    const int ph = phase.load(std::memory_order_relaxed);
+    if (count.fetch_add(1, std::memory_order_acq_rel) == 1) {
+      count.store(0, std::memory_order_relaxed);
+      phase.store(ph + 1, std::memory_order_release);
+    } else {
+      while (phase.load(std::memory_order_acquire) == ph) LSTMKIT_PAUSE();
+    }
+  }
+};
+
+class Team2 {
+ public:
+  static Team2& get() {
+    // One worker per process, created on first use and never joined. A forked child (DataLoader workers)
+    // does not inherit the thread, so it makes its own team.
+    static Team2* team = nullptr;
+    static pid_t owner = 0;
+    static std::mutex create_mu;
+    std::lock_guard<std::mutex> lk(create_mu);
+    if (team == nullptr || owner != getpid()) {
+      team = new Team2();
+      owner = getpid();
+    }
+    return *team;
+  }
+
+  // Run job(0) on the calling thread and job(1) on the worker; returns when both are done.
+  void run(const std::function<void(int)>& job) {
+    std::lock_guard<std::mutex> serial(call_mu_);  // the team serves one kernel call at a time
+    job_ = &job;
+    const uint64_t id = go_.fetch_add(1, std::memory_order_acq_rel) + 1;
+    { std::lock_guard<std::mutex> lk(mu_); }
+    cv_.notify_one();
+    job(0);
+    while (done_.load(std::memory_order_acquire) != id) LSTMKIT_PAUSE();
+  }
+
+ private:
+  Team2() { worker_ = new std::thread([this] { loop(); }); worker_->detach(); }
+
+  void loop() {
+    uint64_t seen = 0;
+    for (;;) {
+      int spins = 0;
+      while (go_.load(std::memory_order_acquire) == seen) {
+        if (++spins < 4000) { LSTMKIT_PAUSE(); continue; }
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return go_.load(std::memory_order_acquire) != seen; });
+      }
+      seen = go_.load(std::memory_order_acquire);
+      (*job_)(1);
+      done_.store(seen, std::memory_order_release);
+    }
+  }
+
+  std::thread* worker_ = nullptr;
+  std::mutex call_mu_, mu_;
+  std::condition_variable cv_;
+  std::atomic<uint64_t> go_{0}, done_{0};
+  const std::function<void(int)>* job_ = nullptr;
+};
+
+}  // namespace lstmkit
