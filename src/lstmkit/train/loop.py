@@ -177,15 +177,12 @@ def fit(model, x=None, y=None, *, batch_size=None, epochs=1, verbose="auto", cal
     backup = next((cb for cb in cbs if isinstance(cb, BackupAndRestore)), None)
     names = [m.name for m in model.metric_fns]
     base_seed = int(torch.randint(0, 2 ** 62, (1,)).item())
-    start_epoch, start_batch, sums_state = initial_epoch, 0, None
+    start_epoch, start_batch, sums_state, info = initial_epoch, 0, None, None
     if backup is not None:
         info = resume.load(backup.backup_dir, model, opt)
         if info is not None:
             start_epoch, start_batch, base_seed = info["epoch"], info["batch"], info["seed"]
             sums_state = info["sums"]
-            for cb, st in zip(cbs, info["callbacks"]):
-                if st:
-                    cb.set_state(st)
 
     def save_backup(epoch, batch, sums):
         if dist.is_rank0():
@@ -198,6 +195,10 @@ def fit(model, x=None, y=None, *, batch_size=None, epochs=1, verbose="auto", cal
     model.stop_training = False
     for cb in cbs:
         cb.on_train_begin({})
+    if info is not None:  # after on_train_begin, so the restored callback states are not reset
+        for cb, st in zip(cbs, info["callbacks"]):
+            if st:
+                cb.set_state(st)
     logs: Dict[str, float] = {}
     for epoch in range(start_epoch, epochs):
         for cb in cbs:
