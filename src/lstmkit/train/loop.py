@@ -170,7 +170,7 @@ def fit(model, x=None, y=None, *, batch_size=None, epochs=1, verbose="auto", cal
         runner = torch.nn.parallel.DistributedDataParallel(model)
 
     history = History()
-    cbs: List[Callback] = [history] + list(callbacks or [])
+    cbs: List[Callback] = list(callbacks or []) + [history]  # last, as Keras: it sees keys others add to logs
     for cb in cbs:
         cb.set_model(model)
         cb.params = {"epochs": epochs, "verbose": verbose}
