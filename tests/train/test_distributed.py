@@ -37,10 +37,11 @@ def _done(p):
     return out
 
 
-def test_torchrun_two_processes_equal_one_process(tmp_path):
+@pytest.mark.parametrize("feed", [[], ["--loader"]], ids=["arrays", "dataloader"])
+def test_torchrun_two_processes_equal_one_process(tmp_path, feed):
     two = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(SCRIPT),
-                str(tmp_path / "two"), "--verbose", "2"])
-    one = _run([sys.executable, str(SCRIPT), str(tmp_path / "one"), "--verbose", "2"])
+                str(tmp_path / "two"), "--verbose", "2", *feed])
+    one = _run([sys.executable, str(SCRIPT), str(tmp_path / "one"), "--verbose", "2", *feed])
     out_two, out_one = _done(two), _done(one)
 
     a, b = load_file(tmp_path / "two" / "weights.safetensors"), load_file(tmp_path / "one" / "weights.safetensors")

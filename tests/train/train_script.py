@@ -1,6 +1,7 @@
 """A small fit used by the resume (SIGKILL) and torchrun tests; run as a script, writes final weights and logs.
 
 Usage: python train_script.py OUT_DIR [--backup DIR] [--kill-at EPOCH,BATCH] [--epochs N] [--dropout P]
+       [--verbose V] [--loader]
 Writes OUT_DIR/weights.safetensors (rank 0), OUT_DIR/history.json (rank 0), OUT_DIR/log.csv (CSVLogger, rank 0)
 and OUT_DIR/samples-rank<r>.json (the training samples each rank saw per epoch).
 """
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from lstmkit.layers import LSTM, Dense, Dropout
 from lstmkit.models import Sequential
@@ -29,6 +31,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--verbose", type=int, default=0)
+    ap.add_argument("--loader", action="store_true", help="feed a shuffling DataLoader instead of arrays")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -59,7 +62,11 @@ def main(argv=None) -> int:
            EarlyStopping(monitor="loss", patience=3), CSVLogger(out / "log.csv")]
     if args.backup:
         cbs.append(BackupAndRestore(args.backup, save_freq=1))
-    hist = model.fit(x, y, batch_size=16, epochs=args.epochs, shuffle=True, validation_split=0.25,
+    train = (x[:48], y[:48])
+    if args.loader:
+        train = (DataLoader(TensorDataset(torch.from_numpy(x[:48]), torch.from_numpy(y[:48])), batch_size=16,
+                            shuffle=True), None)
+    hist = model.fit(*train, batch_size=16, epochs=args.epochs, shuffle=True, validation_data=(x[48:], y[48:]),
                      callbacks=cbs, verbose=args.verbose)
     (out / f"samples-rank{dist.rank()}.json").write_text(json.dumps(seen))
     if dist.is_rank0():

@@ -3,7 +3,9 @@
 Reproducibility: each epoch's shuffle order comes from a seed drawn once per fit from torch's global RNG plus
 the epoch index, and BackupAndRestore saves the RNG state, so a resumed run repeats the uninterrupted one.
 Distributed (torchrun): ``batch_size`` is the global batch; rank r trains on samples r, r+N, ... of each global
-batch, and its loss is scaled so that DDP's gradient average equals the single-process gradient.
+batch, and its loss is scaled so that DDP's gradient average equals the single-process gradient. With a
+DataLoader each batch it yields is a global batch (every rank iterates it; seed torch alike on every rank when it
+shuffles).
 """
 from __future__ import annotations
 
@@ -158,10 +160,13 @@ def fit(model, x=None, y=None, *, batch_size=None, epochs=1, verbose="auto", cal
             xt, yt, wt = xt[:k], yt[:k], None if wt is None else wt[:k]
         loss_spec = model._compile_config.get("loss") if model._compile_config else None
         _probe(model, xt, yt, loss_spec, "fit")
-        if validation_data is not None and not D.is_loader(validation_data):
-            vx, vy = validation_data[0], validation_data[1]
-            vw = validation_data[2] if len(validation_data) > 2 else None
-            validation_data = _prepare(model, vx, vy, vw, "fit (validation_data)")
+    if validation_data is not None and not D.is_loader(validation_data):
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError(f"fit: validation_data must be (x_val, y_val), (x_val, y_val, sample_weight) or a "
+                             f"Dataset/DataLoader; got {type(validation_data).__name__}")
+        vx, vy = validation_data[0], validation_data[1]
+        vw = validation_data[2] if len(validation_data) > 2 else None
+        validation_data = _prepare(model, vx, vy, vw, "fit (validation_data)")
     opt = model._make_optimizer()
     if opt is None:
         raise ValueError(f"fit: {type(model).__name__} has no trainable parameters")
@@ -226,7 +231,11 @@ def fit(model, x=None, y=None, *, batch_size=None, epochs=1, verbose="auto", cal
                 bx, by, bw = D.split_batch(batches[b])
                 bx = D.to_tensor(bx, "x", D.model_dtype(model))
                 by = D.to_tensor(by, "y", torch.float32)
-                n_global = len(bx) * dist.world_size()
+                n_global = len(bx)
+                if distributed:  # every rank reads the same global batch (same seed) and trains on its share
+                    local = dist.shard(torch.arange(n_global))
+                    bx, by = bx[local], by[local]
+                    bw = None if bw is None else bw[local]
             else:
                 idx = batches[b]
                 n_global = len(idx)
