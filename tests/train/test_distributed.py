@@ -64,3 +64,14 @@ def test_torchrun_two_processes_equal_one_process(tmp_path, feed):
     assert len([l for l in out_one.splitlines() if l.startswith("Epoch ")]) == 4
     rows = list(csv.reader(open(tmp_path / "two" / "log.csv")))
     assert [r[0] for r in rows] == ["epoch", "0", "1", "2", "3"]
+
+
+def test_a_stop_on_one_rank_stops_every_rank(tmp_path):
+    """E.g. TerminateOnNaN seeing a NaN in rank 1's share only: both ranks stop after that batch (no hang)."""
+    p = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(SCRIPT),
+              str(tmp_path / "two"), "--stop-rank1-at", "1,1"])
+    _done(p)
+    s0 = json.loads((tmp_path / "two" / "samples-rank0.json").read_text())
+    s1 = json.loads((tmp_path / "two" / "samples-rank1.json").read_text())
+    assert s0 == s1 == {"0": 24, "1": 16}  # epoch 1 stopped after its second batch on both ranks
+    assert len(json.loads((tmp_path / "two" / "history.json").read_text())["loss"]) == 2

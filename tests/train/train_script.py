@@ -1,7 +1,7 @@
 """A small fit used by the resume (SIGKILL) and torchrun tests; run as a script, writes final weights and logs.
 
 Usage: python train_script.py OUT_DIR [--backup DIR] [--kill-at EPOCH,BATCH] [--epochs N] [--dropout P]
-       [--verbose V] [--loader]
+       [--verbose V] [--loader] [--stop-rank1-at EPOCH,BATCH]
 Writes OUT_DIR/weights.safetensors (rank 0), OUT_DIR/history.json (rank 0), OUT_DIR/log.csv (CSVLogger, rank 0)
 and OUT_DIR/samples-rank<r>.json (the training samples each rank saw per epoch).
 """
@@ -32,6 +32,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--verbose", type=int, default=0)
     ap.add_argument("--loader", action="store_true", help="feed a shuffling DataLoader instead of arrays")
+    ap.add_argument("--stop-rank1-at", help="EPOCH,BATCH at which rank 1 alone sets model.stop_training")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -57,6 +58,9 @@ def main(argv=None) -> int:
     def on_batch_end(batch, logs):
         if args.kill_at and (epoch_now["e"], batch) == tuple(int(v) for v in args.kill_at.split(",")):
             os.kill(os.getpid(), signal.SIGKILL)
+        if args.stop_rank1_at and dist.rank() == 1 and \
+                (epoch_now["e"], batch) == tuple(int(v) for v in args.stop_rank1_at.split(",")):
+            model.stop_training = True
 
     cbs = [LambdaCallback(on_epoch_begin=lambda e, logs: epoch_now.update(e=e), on_train_batch_end=on_batch_end),
            EarlyStopping(monitor="loss", patience=3), CSVLogger(out / "log.csv")]

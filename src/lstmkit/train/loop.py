@@ -254,6 +254,8 @@ def fit(model, x=None, y=None, *, batch_size=None, epochs=1, verbose="auto", cal
             if backup is not None and backup.save_freq != "epoch" and (b + 1) % backup.save_freq == 0 \
                     and b + 1 < len(batches):
                 save_backup(epoch, b + 1, sums)
+            if distributed:
+                model.stop_training = dist.any_rank(model.stop_training)
             if model.stop_training:
                 break
         start_batch = 0
@@ -268,6 +270,8 @@ def fit(model, x=None, y=None, *, batch_size=None, epochs=1, verbose="auto", cal
             print(f"Epoch {epoch + 1}/{epochs} - {time.time() - t0:.1f}s - {_format_logs(logs)}", flush=True)
         for cb in cbs:
             cb.on_epoch_end(epoch, logs)
+        if distributed:
+            model.stop_training = dist.any_rank(model.stop_training)
         if backup is not None:
             save_backup(epoch + 1, 0, None)
         if model.stop_training:
