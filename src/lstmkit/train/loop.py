@@ -111,6 +111,17 @@ def _probe(model, xt, yt, loss, what):
         checks.check_targets(model, loss, out, yt[:len(out)] if False else yt, what)
 
 
+def _callback_keys(cbs) -> Dict[str, Callback]:
+    """Callbacks by "ClassName#k" (k-th of its class), so a resumed fit matches saved states to callbacks even
+    when the list differs (e.g. a callback that only the crashed run had)."""
+    keys, seen = {}, {}
+    for cb in cbs:
+        name = type(cb).__name__
+        keys[f"{name}#{seen.get(name, 0)}"] = cb
+        seen[name] = seen.get(name, 0) + 1
+    return keys
+
+
 def _format_logs(logs: Dict[str, float]) -> str:
     return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
 
@@ -193,7 +204,7 @@ def fit(model, x=None, y=None, *, batch_size=None, epochs=1, verbose="auto", cal
         if dist.is_rank0():
             resume.save(backup.backup_dir, model, opt, {
                 "epoch": epoch, "batch": batch, "seed": base_seed, "sums": sums.state() if sums else None,
-                "callbacks": [cb.get_state() for cb in cbs]})
+                "callbacks": {key: cb.get_state() for key, cb in _callback_keys(cbs).items()}})
         if distributed:
             torch.distributed.barrier()
 
@@ -201,9 +212,10 @@ def fit(model, x=None, y=None, *, batch_size=None, epochs=1, verbose="auto", cal
     for cb in cbs:
         cb.on_train_begin({})
     if info is not None:  # after on_train_begin, so the restored callback states are not reset
-        for cb, st in zip(cbs, info["callbacks"]):
-            if st:
-                cb.set_state(st)
+        saved = info["callbacks"]
+        for key, cb in _callback_keys(cbs).items():
+            if saved.get(key):
+                cb.set_state(saved[key])
     logs: Dict[str, float] = {}
     for epoch in range(start_epoch, epochs):
         for cb in cbs:
