@@ -101,3 +101,47 @@ def test_stateful_fit_requires_fixed_batch_and_keeps_state_across_batches():
         model.fit(x, y, batch_size=4, shuffle=False, verbose=0)  # 10 = 4 + 4 + 2
     model.reset_states()
     model.fit(x[:8], y[:8], batch_size=4, shuffle=False, verbose=0)
+
+
+def _seq_model(stateful):
+    torch.manual_seed(4)
+    return Sequential([LSTM(5, stateful=stateful, return_sequences=True, input_shape=(None, 2)),
+                       GRU(3, stateful=stateful, return_sequences=True), Dense(1)])
+
+
+def test_fit_tbptt_equals_the_recipe():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6, 20, 2)).astype("float32")
+    y = (np.cumsum(x[:, :, :1], 1) * 0.2).astype("float32")
+    auto = _seq_model(False)
+    auto.compile("sgd", "mse", metrics=["mae"], learning_rate=0.1)
+    h = auto.fit(x, y, batch_size=3, epochs=2, shuffle=False, tbptt=8, verbose=0)  # chunks of 8, 8, 4 steps
+    manual = _seq_model(True)
+    manual.compile("sgd", "mse", learning_rate=0.1)
+    epoch_losses = []
+    for epoch in range(2):
+        total = 0.0
+        for b in (0, 3):
+            manual.reset_states()
+            for t in range(0, 20, 8):
+                n = min(8, 20 - t)
+                total += manual.train_on_batch(x[b:b + 3, t:t + 8], y[b:b + 3, t:t + 8]) * n / 20 * 3 / 6
+        epoch_losses.append(total)
+    for (k, v), v2 in zip(auto.state_dict().items(), manual.state_dict().values()):
+        torch.testing.assert_close(v, v2, rtol=1e-6, atol=1e-7, msg=k)
+    np.testing.assert_allclose(h.history["loss"], epoch_losses, rtol=1e-5)
+    assert not auto.layers[0].stateful and auto.layers[0]._states is None  # fit leaves the layers as they were
+
+
+def test_fit_tbptt_errors():
+    m = Sequential([LSTM(3, input_shape=(None, 2)), Dense(1)])
+    m.compile("sgd", "mse")
+    x = np.zeros((4, 6, 2), "float32")
+    with pytest.raises(ValueError, match=r"tbptt needs a target per time step, y of shape \(N, 6, \.\.\.\)"):
+        m.fit(x, np.zeros((4, 1), "float32"), tbptt=3, verbose=0)
+    with pytest.raises(ValueError, match="tbptt=0; expected a positive int"):
+        m.fit(x, np.zeros((4, 1), "float32"), tbptt=0, verbose=0)
+    bi = Sequential([Bidirectional(LSTM(3, return_sequences=True), input_shape=(None, 2)), Dense(1)])
+    bi.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="tbptt cannot train a Bidirectional"):
+        bi.fit(x, np.zeros((4, 6, 1), "float32"), tbptt=3, verbose=0)
