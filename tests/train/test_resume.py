@@ -106,6 +106,34 @@ def test_resume_within_one_process_after_an_exception(tmp_path):
         assert torch.equal(v, v2), k
 
 
+def test_resume_with_a_shuffling_dataloader_and_dropout(tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+    from lstmkit.layers import Dropout
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((40, 5, 2)).astype("float32"), rng.standard_normal((40, 1)).astype("float32")
+
+    def run(callbacks):
+        torch.manual_seed(11)
+        m = Sequential([LSTM(4, input_shape=(5, 2)), Dropout(0.5), Dense(1)])
+        m.compile("adam", "mse")
+        loader = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=8, shuffle=True)
+        h = m.fit(loader, epochs=3, verbose=0, callbacks=callbacks)
+        return m, h
+
+    ref, href = run([])
+
+    def explode(batch, logs, state={"n": 0}):
+        state["n"] += 1
+        if state["n"] == 7:  # epoch 1, batch 1
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        run([LambdaCallback(on_train_batch_end=explode), BackupAndRestore(tmp_path, save_freq=1)])
+    m, h = run([BackupAndRestore(tmp_path, save_freq=1)])
+    for (k, v), v2 in zip(ref.state_dict().items(), m.state_dict().values()):
+        assert torch.equal(v, v2), k
+    np.testing.assert_allclose(h.history["loss"], href.history["loss"], rtol=0, atol=1e-7)
+
+
 def test_damaged_backup_is_a_clear_error(tmp_path):
     m = _model()
     m._make_optimizer()

@@ -1,7 +1,8 @@
 """The training loop behind Model.fit/evaluate/predict: batches, steps, metrics, callbacks, progress, resume, DDP.
 
-Reproducibility: each epoch's shuffle order comes from a seed drawn once per fit from torch's global RNG plus
-the epoch index, and BackupAndRestore saves the RNG state, so a resumed run repeats the uninterrupted one.
+Reproducibility: each epoch's shuffle order (of arrays, or of a DataLoader whose sampler has no generator of its
+own) comes from a seed drawn once per fit from torch's global RNG plus the epoch index, and BackupAndRestore
+saves the RNG state, so a resumed run repeats the uninterrupted one.
 Distributed (torchrun): ``batch_size`` is the global batch; rank r trains on samples r, r+N, ... of each global
 batch, and its loss is scaled so that DDP's gradient average equals the single-process gradient. With a
 DataLoader each batch it yields is a global batch (every rank iterates it; seed torch alike on every rank when it
@@ -274,8 +275,10 @@ def fit(model, x=None, y=None, *, batch_size=None, epochs=1, verbose="auto", cal
         if sums_state is not None:
             sums.load(sums_state)
             sums_state = None
-        if loader is not None:
-            batches = list(loader)
+        if loader is not None:  # a shuffling sampler without its own generator draws from torch's global RNG:
+            with torch.random.fork_rng(devices=[]):  # seed it per epoch (resume-safe), leave the global RNG alone
+                torch.manual_seed(base_seed + epoch)
+                batches = list(loader)
         else:
             batches = D.index_batches(len(xt), batch_size, shuffle, base_seed + epoch)
         if steps_per_epoch:
