@@ -1,5 +1,6 @@
 """Resume: a fit SIGKILLed mid-epoch and started again with BackupAndRestore ends with the uninterrupted run's
-weights, history and CSV log (each run in its own process, as after a real crash)."""
+weights, history and CSV log (the killed and the resumed run each in a process of their own, as after a real
+crash; the uninterrupted reference in the test process)."""
 import csv
 import json
 import os
@@ -19,6 +20,8 @@ from lstmkit.models import ModelFileError, Sequential
 from lstmkit.train import BackupAndRestore, LambdaCallback, resume
 
 SCRIPT = Path(__file__).with_name("train_script.py")
+sys.path.insert(0, str(SCRIPT.parent))
+import train_script  # noqa: E402
 SRC = str(Path(lstmkit.__file__).resolve().parents[1])
 
 
@@ -42,15 +45,14 @@ def _finish(p, expect_rc=0):
 
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
     backup = tmp_path / "backup"
-    ref = _start(tmp_path / "ref", "--dropout", "0.3")  # runs alongside the killed one (2 cores)
     killed = _start(tmp_path / "run", "--backup", backup, "--kill-at", "2,2", "--dropout", "0.3")
+    train_script.main([str(tmp_path / "ref"), "--dropout", "0.3"])  # the uninterrupted run, here, meanwhile
     _finish(killed, expect_rc=-signal.SIGKILL)
     state = json.loads((backup / "state.json").read_text())
     assert (state["info"]["epoch"], state["info"]["batch"]) == (2, 2)  # last backup: after batch 1 of epoch 2
     assert not (tmp_path / "run" / "weights.safetensors").exists()
     assert len(list(csv.reader(open(tmp_path / "run" / "log.csv")))) == 1 + 2  # header + epochs 0, 1
     _finish(_start(tmp_path / "run", "--backup", backup, "--dropout", "0.3"))
-    _finish(ref)
     assert not backup.exists()  # deleted when the resumed fit completed
 
     a, b = load_file(tmp_path / "run" / "weights.safetensors"), load_file(tmp_path / "ref" / "weights.safetensors")
