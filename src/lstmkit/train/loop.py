@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lstmkit.train import checks, data as D, distributed as dist, resume
+from lstmkit.train import tbptt as tbptt_mod
 from lstmkit.train.callbacks import BackupAndRestore, Callback, History
 
 
@@ -85,52 +86,6 @@ def _step_values(model, runner, xb, yb, wb, n_global: int, train: bool):
     return loss_sum.detach(), msums, n_local
 
 
-def _recurrent_layers(model):
-    from lstmkit.layers.recurrent import _Recurrent
-    return [m for m in model.modules() if isinstance(m, _Recurrent)]
-
-
-def _check_tbptt(model, k) -> None:
-    from lstmkit.layers.wrappers import Bidirectional
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"fit: tbptt={k!r}; expected a positive int (steps per truncated chunk) or None")
-    if any(isinstance(m, Bidirectional) for m in model.modules()):
-        raise ValueError("fit: tbptt cannot train a Bidirectional layer (its backward pass needs the whole "
-                         "sequence); train it on whole sequences")
-    if not _recurrent_layers(model):
-        raise ValueError("fit: tbptt needs a model with lstmkit.layers LSTM/GRU/SimpleRNN layers")
-
-
-def _tbptt_step(model, runner, opt, bx, by, bw, n_global: int, k: int):
-    """Truncated BPTT on one batch of sequences: states reset, then for each chunk of ``k`` steps a forward from
-    the carried (detached) states, the loss on that chunk's targets, backward and an optimizer step. The returned
-    sums weight each chunk by its share of the T steps, so they are per-sample means over the whole sequence."""
-    t_len = bx.shape[1]
-    if by.dim() < 2 or by.shape[1] != t_len:
-        raise ValueError(f"fit: tbptt needs a target per time step, y of shape (N, {t_len}, ...) like x "
-                         f"{tuple(bx.shape)}; got a batch of y of shape {tuple(by.shape)}")
-    layers = _recurrent_layers(model)
-    was = [layer.stateful for layer in layers]
-    try:
-        for layer in layers:
-            layer.stateful = True
-            layer.reset_states()
-        total, msums_total, n = 0.0, None, 0
-        for t0 in range(0, t_len, k):
-            sl = slice(t0, min(t0 + k, t_len))
-            frac = (sl.stop - sl.start) / t_len
-            opt.zero_grad(set_to_none=True)
-            loss_sum, msums, n = _step_values(model, runner, bx[:, sl], by[:, sl], bw, n_global, train=True)
-            total = total + loss_sum * frac
-            msums = [m * frac for m in msums]
-            msums_total = msums if msums_total is None else [a + b for a, b in zip(msums_total, msums)]
-        return total, msums_total, n
-    finally:
-        for layer, w in zip(layers, was):
-            layer.stateful = w
-            layer.reset_states()
-
-
 def _prepare(model, x, y, sample_weight, what):
     dtype = D.model_dtype(model)
     xt = D.to_tensor(x, "x", dtype)
@@ -183,13 +138,13 @@ def fit(model, x=None, y=None, *, batch_size=None, epochs=1, verbose="auto", cal
     callbacks (list of Callback); validation_split (last fraction of x, y held out, as Keras);
     validation_data ((x_val, y_val[, w_val]) or a Dataset/DataLoader); shuffle=True; class_weight ({class: w});
     sample_weight ((N,)); initial_epoch=0; steps_per_epoch (limit batches per epoch); tbptt (an int k:
-    truncated backpropagation through time, see :func:`_tbptt_step`; y needs a target per time step).
+    truncated backpropagation through time, see :mod:`lstmkit.train.tbptt`; y needs a target per time step).
     """
     _require_compiled(model)
     if unused:
         raise TypeError(f"fit() got unexpected arguments {sorted(unused)}")
     if tbptt is not None:
-        _check_tbptt(model, tbptt)
+        tbptt_mod.check(model, tbptt)
     batch_size = int(batch_size or 32)
     if batch_size < 1:
         raise ValueError(f"fit: batch_size={batch_size!r}; expected a positive integer")
@@ -308,7 +263,8 @@ def fit(model, x=None, y=None, *, batch_size=None, epochs=1, verbose="auto", cal
                 bw = None if wt is None else wt[local]
             opt.zero_grad(set_to_none=True)
             if tbptt:
-                loss_sum, msums, n = _tbptt_step(model, runner, opt, bx, by, bw, n_global, int(tbptt))
+                loss_sum, msums, n = tbptt_mod.step(_step_values, model, runner, opt, bx, by, bw, n_global,
+                                                    int(tbptt))
             else:
                 loss_sum, msums, n = _step_values(model, runner, bx, by, bw, n_global, train=True)
             sums.add(loss_sum, 0.0, msums, n)
