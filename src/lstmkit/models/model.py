@@ -202,13 +202,15 @@ class Model(Configurable, nn.Module):
         return save_model(self, path, include_optimizer=include_optimizer, metadata=metadata)
 
     def save_weights(self, path) -> None:
-        """Weights only, as one safetensors file, written atomically."""
-        from lstmkit.models.saving import atomic_write_bytes, tensors_to_bytes
-        atomic_write_bytes(path, tensors_to_bytes(dict(self.state_dict())))
+        """Weights only, as one checksummed safetensors file, written atomically."""
+        from lstmkit.models.saving import save_weights_file
+        save_weights_file(self, path)
 
-    def load_weights(self, path) -> None:
-        from safetensors.torch import load_file
-        self.load_state_dict(load_file(str(path)))
+    def load_weights(self, path, strict: bool = True) -> None:
+        """Load weights from a :meth:`save_weights` file or a :meth:`save` directory into this (built) model;
+        ModelFileError naming the file if it is missing, truncated, corrupted or does not fit."""
+        from lstmkit.models.saving import load_weights_file
+        load_weights_file(self, path, strict=strict)
 
     def get_weights(self):
         return [p.detach().cpu().numpy() for p in self.state_dict().values()]

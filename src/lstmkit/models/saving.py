@@ -69,9 +69,67 @@ def atomic_write_bytes(path, data: bytes) -> None:
         pass
 
 
-def tensors_to_bytes(tensors: Dict[str, torch.Tensor]) -> bytes:
+def tensors_to_bytes(tensors: Dict[str, torch.Tensor], metadata: Optional[Dict[str, str]] = None) -> bytes:
     """safetensors bytes of a name -> tensor dict (copies, so shared or non-contiguous storage is fine)."""
-    return st_save({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()})
+    return st_save({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, metadata=metadata)
+
+
+def tensors_digest(tensors: Dict[str, torch.Tensor]) -> str:
+    """sha256 over names, dtypes, shapes and raw bytes of ``tensors`` (in name order): a checksum that can live
+    inside the safetensors header of the file it describes."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().cpu().contiguous().reshape(-1)
+        h.update(f"{k}|{tensors[k].dtype}|{tuple(tensors[k].shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _safetensors_metadata(data: bytes) -> dict:
+    """The ``__metadata__`` of safetensors bytes (header parsed by hand; ValueError if it is not safetensors)."""
+    if len(data) < 8:
+        raise ValueError(f"{len(data)} bytes, too short for a safetensors header")
+    n = int.from_bytes(data[:8], "little")
+    if n > len(data) - 8:
+        raise ValueError(f"header length {n} exceeds the file size {len(data)}")
+    header = json.loads(data[8:8 + n].decode("utf-8"))
+    return header.get("__metadata__") or {}
+
+
+WEIGHTS_FORMAT = "lstmkit.weights"
+
+
+def save_weights_file(model, path) -> None:
+    """Weights of ``model`` as one safetensors file at ``path``, with a content checksum in its header, written
+    atomically."""
+    sd = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    atomic_write_bytes(path, tensors_to_bytes(sd, {"format": WEIGHTS_FORMAT, "sha256": tensors_digest(sd)}))
+
+
+def load_weights_file(model, path, strict: bool = True) -> None:
+    """Load weights saved by :func:`save_weights_file` (or a model directory, or any safetensors state_dict) into
+    the built ``model``. ModelFileError naming the file when it is missing, truncated, corrupted or does not fit."""
+    p = Path(path)
+    if p.is_dir():
+        return load_weights_into(model, p, strict=strict)
+    if not p.exists():
+        raise ModelFileError(f"weights file {str(p)!r} does not exist")
+    data = p.read_bytes()
+    try:
+        meta = _safetensors_metadata(data)
+        sd = st_load(data)
+    except Exception as e:  # noqa: BLE001 - any parse failure is a bad file
+        raise ModelFileError(f"weights file {str(p)!r} is not a valid safetensors file (truncated or corrupted?): "
+                             f"{e}") from None
+    if meta.get("format") == WEIGHTS_FORMAT and tensors_digest(sd) != meta.get("sha256"):
+        raise ModelFileError(f"weights file {str(p)!r} fails its sha256 checksum (corrupted)")
+    try:
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise ModelFileError(f"weights file {str(p)!r} does not fit {type(model).__name__}: {e}") from None
+    if strict and (missing or unexpected):
+        raise ModelFileError(f"weights file {str(p)!r} does not fit {type(model).__name__}: missing {missing}, "
+                             f"unexpected {unexpected}")
 
 
 def _sha256(data: bytes) -> str:
@@ -132,6 +190,21 @@ def save_model(model, path, *, optimizer: Optional[torch.optim.Optimizer] = None
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
+    try:
+        previous = {f["file"] for f in read_config(path)["files"].values()}
+    except ModelFileError:
+        previous = set()
+    written: list = []
+    try:
+        return _save_model(model, path, optimizer, include_optimizer, metadata, written)
+    except BaseException:
+        for name in written:  # a failed save leaves the directory as it was (the old model, if any)
+            if name not in previous:
+                (path / name).unlink(missing_ok=True)
+        raise
+
+
+def _save_model(model, path: Path, optimizer, include_optimizer: bool, metadata, written: list) -> Path:
     cfg: Dict[str, Any] = dict(metadata or {})
     cfg.update({
         "format": FORMAT,
@@ -148,6 +221,7 @@ def save_model(model, path, *, optimizer: Optional[torch.optim.Optimizer] = None
     def put(prefix: str, ext: str, data: bytes) -> str:
         digest = _sha256(data)
         name = f"{prefix}-{digest[:16]}.{ext}"
+        written.append(name)
         atomic_write_bytes(path / name, data)
         files[prefix] = {"file": name, "sha256": digest, "size": len(data)}
         return name
@@ -187,9 +261,20 @@ def read_config(path) -> dict:
         got = cfg.get("format") if isinstance(cfg, dict) else type(cfg).__name__
         raise ModelFileError(f"model path {str(path)!r}: not an lstmkit model ({CONFIG_NAME} format={got!r}, "
                              f"expected {FORMAT!r})")
-    if cfg.get("format_version", 0) > FORMAT_VERSION:
-        raise ModelFileError(f"model path {str(path)!r}: format_version {cfg['format_version']} is newer than "
-                             f"this lstmkit reads ({FORMAT_VERSION}); upgrade lstmkit")
+    version = cfg.get("format_version", 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(f"model path {str(path)!r}: format_version {version!r} is not one this lstmkit reads "
+                             f"(up to {FORMAT_VERSION}); upgrade lstmkit")
+    for key, typ in (("class_name", str), ("config", dict), ("files", dict)):
+        if not isinstance(cfg.get(key), typ):
+            raise ModelFileError(f"model path {str(path)!r}: {CONFIG_NAME} entry {key!r} is "
+                                 f"{cfg.get(key)!r}; expected a {typ.__name__} (file damaged or hand-edited)")
+    for key, entry in cfg["files"].items():
+        ok = (isinstance(entry, dict) and isinstance(entry.get("file"), str) and isinstance(entry.get("size"), int)
+              and isinstance(entry.get("sha256"), str) and entry["file"] == Path(entry["file"]).name)
+        if not ok:
+            raise ModelFileError(f"model path {str(path)!r}: {CONFIG_NAME} files[{key!r}] = {entry!r}; expected "
+                                 f"{{'file': <name in the directory>, 'sha256': str, 'size': int}}")
     return cfg
 
 
@@ -227,7 +312,10 @@ def load_weights_into(model, path, cfg: Optional[dict] = None, strict: bool = Tr
     sd = _load_tensors(path, cfg, "weights")
     if sd is None:
         raise ModelFileError(f"model path {str(path)!r}: config.json lists no weights file")
-    missing, unexpected = model.load_state_dict(sd, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise ModelFileError(f"model path {str(path)!r}: weights do not fit {type(model).__name__}: {e}") from None
     if strict and (missing or unexpected):
         raise ModelFileError(f"model path {str(path)!r}: weights do not fit {type(model).__name__}: "
                              f"missing {missing}, unexpected {unexpected}")
@@ -240,7 +328,11 @@ def load_optimizer_state(path, optimizer: torch.optim.Optimizer, cfg: Optional[d
     info = read_file_checked(path, cfg, "optimizer_info")
     if tensors is None or info is None:
         return False
-    optimizer.load_state_dict(optimizer_state_from_parts(tensors, json.loads(info)))
+    try:
+        optimizer.load_state_dict(optimizer_state_from_parts(tensors, json.loads(info)))
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelFileError(f"model path {str(path)!r}: saved optimizer state does not fit "
+                             f"{type(optimizer).__name__} ({e})") from None
     return True
 
 
@@ -254,8 +346,15 @@ def load_model(path, *, compile: bool = True):
     cfg = read_config(path)
     import lstmkit.layers  # noqa: F401  (registers the built-in classes)
     import lstmkit.models  # noqa: F401
-    cls = _registry.get_class(cfg["class_name"])
-    model = cls.from_config(cfg["config"]) if hasattr(cls, "from_config") else cls(**cfg["config"])
+    try:
+        cls = _registry.get_class(cfg["class_name"])
+    except ValueError as e:
+        raise ModelFileError(f"model path {str(path)!r}: {e}") from None
+    try:
+        model = cls.from_config(cfg["config"]) if hasattr(cls, "from_config") else cls(**cfg["config"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise ModelFileError(f"model path {str(path)!r}: {CONFIG_NAME} 'config' does not rebuild "
+                             f"{cfg['class_name']} ({type(e).__name__}: {e})") from None
     if cfg.get("build") and hasattr(model, "build_from_spec"):
         model.build_from_spec(cfg["build"])
     load_weights_into(model, path, cfg)

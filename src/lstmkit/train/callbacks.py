@@ -90,7 +90,8 @@ class EarlyStopping(_Monitor):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
 
     Args: monitor="val_loss", min_delta=0, patience=0, mode="auto", baseline=None,
-    restore_best_weights=False (load the best epoch's weights when stopping or at the end), start_from_epoch=0.
+    restore_best_weights=False (at the end of training load the weights of the best epoch, as Keras 3),
+    start_from_epoch=0. A backup (BackupAndRestore) keeps wait/best/best_epoch but not the best weights.
     ``stopped_epoch`` is the epoch index at which training stopped (0 if it did not).
     """
 
@@ -101,13 +102,16 @@ class EarlyStopping(_Monitor):
         self.restore_best_weights, self.start_from_epoch = restore_best_weights, start_from_epoch
         self.wait, self.stopped_epoch, self.best_epoch, self.best_weights = 0, 0, 0, None
 
-    def on_train_begin(self, logs=None):
-        self.wait, self.stopped_epoch = 0, 0
+    def on_train_begin(self, logs=None):  # an instance can be reused across fits, as in Keras
+        self.wait, self.stopped_epoch, self.best_epoch, self.best_weights = 0, 0, 0, None
+        self.best = math.inf if self.mode == "min" else -math.inf
 
     def on_epoch_end(self, epoch, logs=None):
         value = self._value(logs)
         if epoch < self.start_from_epoch:
             return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights, self.best_epoch = copy.deepcopy(self.model.state_dict()), epoch
         self.wait += 1  # Keras 3's order: count, then reset on improvement
         if self._improved(value, self.best):
             self.best, self.best_epoch = value, epoch
@@ -119,8 +123,10 @@ class EarlyStopping(_Monitor):
         if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
             self.model.stop_training = True
-            if self.restore_best_weights and self.best_weights is not None:
-                self.model.load_state_dict(self.best_weights)
+
+    def on_train_end(self, logs=None):  # Keras 3: restore the best epoch's weights whether or not it stopped
+        if self.restore_best_weights and self.best_weights is not None:
+            self.model.load_state_dict(self.best_weights)
 
     def get_state(self):
         return {"wait": self.wait, "best": self.best, "best_epoch": self.best_epoch}
@@ -212,16 +218,31 @@ class CSVLogger(Callback):
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
         self.filename, self.separator, self.append = str(filename), separator, append
-        self.keys = None
+        self.keys, self._fresh = None, not append
 
     def on_train_begin(self, logs=None):
-        if not self.append and dist.is_rank0() and os.path.exists(self.filename):
-            os.unlink(self.filename)
+        self.keys = None
+        self._fresh = not self.append  # the old file is replaced at the first row (not now: a resume keeps it)
+
+    def get_state(self):
+        exists = os.path.exists(self.filename) and not self._fresh
+        return {"keys": self.keys, "size": os.path.getsize(self.filename) if exists else 0}
+
+    def set_state(self, state):
+        """On resume: the rows up to the backup, without any written after it by the interrupted run."""
+        self.keys, self._fresh = state["keys"], False
+        if dist.is_rank0():
+            Path(self.filename).parent.mkdir(parents=True, exist_ok=True)
+            with open(self.filename, "a+b") as f:
+                f.truncate(state["size"])
 
     def on_epoch_end(self, epoch, logs=None):
         if not dist.is_rank0():
             return
         logs = logs or {}
+        if self._fresh and os.path.exists(self.filename):
+            os.unlink(self.filename)
+        self._fresh = False
         new = not os.path.exists(self.filename) or os.path.getsize(self.filename) == 0
         if self.keys is None:
             self.keys = sorted(logs)

@@ -48,3 +48,13 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
         t = t.clone()
         tdist.all_reduce(t, op=tdist.ReduceOp.SUM)
     return t
+
+
+def any_rank(flag: bool) -> bool:
+    """True when ``flag`` is true on any rank (so a stop decided on one rank, e.g. TerminateOnNaN on its local
+    batch loss, stops every rank together instead of leaving the others waiting in a collective)."""
+    if world_size() == 1:
+        return bool(flag)
+    t = torch.tensor([1.0 if flag else 0.0])
+    tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+    return bool(t.item() > 0)

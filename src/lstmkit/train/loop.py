@@ -1,9 +1,12 @@
 """The training loop behind Model.fit/evaluate/predict: batches, steps, metrics, callbacks, progress, resume, DDP.
 
-Reproducibility: each epoch's shuffle order comes from a seed drawn once per fit from torch's global RNG plus
-the epoch index, and BackupAndRestore saves the RNG state, so a resumed run repeats the uninterrupted one.
+Reproducibility: each epoch's shuffle order (of arrays, or of a DataLoader whose sampler has no generator of its
+own) comes from a seed drawn once per fit from torch's global RNG plus the epoch index, and BackupAndRestore
+saves the RNG state, so a resumed run repeats the uninterrupted one.
 Distributed (torchrun): ``batch_size`` is the global batch; rank r trains on samples r, r+N, ... of each global
-batch, and its loss is scaled so that DDP's gradient average equals the single-process gradient.
+batch, and its loss is scaled so that DDP's gradient average equals the single-process gradient. With a
+DataLoader each batch it yields is a global batch (every rank iterates it; seed torch alike on every rank when it
+shuffles).
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lstmkit.train import checks, data as D, distributed as dist, resume
+from lstmkit.train import tbptt as tbptt_mod
 from lstmkit.train.callbacks import BackupAndRestore, Callback, History
 
 
@@ -109,24 +113,38 @@ def _probe(model, xt, yt, loss, what):
         checks.check_targets(model, loss, out, yt[:len(out)] if False else yt, what)
 
 
+def _callback_keys(cbs) -> Dict[str, Callback]:
+    """Callbacks by "ClassName#k" (k-th of its class), so a resumed fit matches saved states to callbacks even
+    when the list differs (e.g. a callback that only the crashed run had)."""
+    keys, seen = {}, {}
+    for cb in cbs:
+        name = type(cb).__name__
+        keys[f"{name}#{seen.get(name, 0)}"] = cb
+        seen[name] = seen.get(name, 0) + 1
+    return keys
+
+
 def _format_logs(logs: Dict[str, float]) -> str:
     return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
 
 
 def fit(model, x=None, y=None, *, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
         validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
-        steps_per_epoch=None, validation_batch_size=None, **unused):
+        steps_per_epoch=None, validation_batch_size=None, tbptt=None, **unused):
     """Train ``model`` (compiled) and return its History.
 
     Args: x, y (numpy arrays or tensors, or x a torch Dataset/DataLoader yielding (x, y[, w])); batch_size=32
     (global batch under torchrun); epochs=1; verbose "auto"/1 (progress bar), 2 (one line per epoch), 0 (silent);
     callbacks (list of Callback); validation_split (last fraction of x, y held out, as Keras);
     validation_data ((x_val, y_val[, w_val]) or a Dataset/DataLoader); shuffle=True; class_weight ({class: w});
-    sample_weight ((N,)); initial_epoch=0; steps_per_epoch (limit batches per epoch).
+    sample_weight ((N,)); initial_epoch=0; steps_per_epoch (limit batches per epoch); tbptt (an int k:
+    truncated backpropagation through time, see :mod:`lstmkit.train.tbptt`; y needs a target per time step).
     """
     _require_compiled(model)
     if unused:
         raise TypeError(f"fit() got unexpected arguments {sorted(unused)}")
+    if tbptt is not None:
+        tbptt_mod.check(model, tbptt)
     batch_size = int(batch_size or 32)
     if batch_size < 1:
         raise ValueError(f"fit: batch_size={batch_size!r}; expected a positive integer")
@@ -158,10 +176,13 @@ def fit(model, x=None, y=None, *, batch_size=None, epochs=1, verbose="auto", cal
             xt, yt, wt = xt[:k], yt[:k], None if wt is None else wt[:k]
         loss_spec = model._compile_config.get("loss") if model._compile_config else None
         _probe(model, xt, yt, loss_spec, "fit")
-        if validation_data is not None and not D.is_loader(validation_data):
-            vx, vy = validation_data[0], validation_data[1]
-            vw = validation_data[2] if len(validation_data) > 2 else None
-            validation_data = _prepare(model, vx, vy, vw, "fit (validation_data)")
+    if validation_data is not None and not D.is_loader(validation_data):
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError(f"fit: validation_data must be (x_val, y_val), (x_val, y_val, sample_weight) or a "
+                             f"Dataset/DataLoader; got {type(validation_data).__name__}")
+        vx, vy = validation_data[0], validation_data[1]
+        vw = validation_data[2] if len(validation_data) > 2 else None
+        validation_data = _prepare(model, vx, vy, vw, "fit (validation_data)")
     opt = model._make_optimizer()
     if opt is None:
         raise ValueError(f"fit: {type(model).__name__} has no trainable parameters")
@@ -170,34 +191,36 @@ def fit(model, x=None, y=None, *, batch_size=None, epochs=1, verbose="auto", cal
         runner = torch.nn.parallel.DistributedDataParallel(model)
 
     history = History()
-    cbs: List[Callback] = [history] + list(callbacks or [])
+    cbs: List[Callback] = list(callbacks or []) + [history]  # last, as Keras: it sees keys others add to logs
     for cb in cbs:
         cb.set_model(model)
         cb.params = {"epochs": epochs, "verbose": verbose}
     backup = next((cb for cb in cbs if isinstance(cb, BackupAndRestore)), None)
     names = [m.name for m in model.metric_fns]
     base_seed = int(torch.randint(0, 2 ** 62, (1,)).item())
-    start_epoch, start_batch, sums_state = initial_epoch, 0, None
+    start_epoch, start_batch, sums_state, info = initial_epoch, 0, None, None
     if backup is not None:
         info = resume.load(backup.backup_dir, model, opt)
         if info is not None:
             start_epoch, start_batch, base_seed = info["epoch"], info["batch"], info["seed"]
             sums_state = info["sums"]
-            for cb, st in zip(cbs, info["callbacks"]):
-                if st:
-                    cb.set_state(st)
 
     def save_backup(epoch, batch, sums):
         if dist.is_rank0():
             resume.save(backup.backup_dir, model, opt, {
                 "epoch": epoch, "batch": batch, "seed": base_seed, "sums": sums.state() if sums else None,
-                "callbacks": [cb.get_state() for cb in cbs]})
+                "callbacks": {key: cb.get_state() for key, cb in _callback_keys(cbs).items()}})
         if distributed:
             torch.distributed.barrier()
 
     model.stop_training = False
     for cb in cbs:
         cb.on_train_begin({})
+    if info is not None:  # after on_train_begin, so the restored callback states are not reset
+        saved = info["callbacks"]
+        for key, cb in _callback_keys(cbs).items():
+            if saved.get(key):
+                cb.set_state(saved[key])
     logs: Dict[str, float] = {}
     for epoch in range(start_epoch, epochs):
         for cb in cbs:
@@ -207,8 +230,10 @@ def fit(model, x=None, y=None, *, batch_size=None, epochs=1, verbose="auto", cal
         if sums_state is not None:
             sums.load(sums_state)
             sums_state = None
-        if loader is not None:
-            batches = list(loader)
+        if loader is not None:  # a shuffling sampler without its own generator draws from torch's global RNG:
+            with torch.random.fork_rng(devices=[]):  # seed it per epoch (resume-safe), leave the global RNG alone
+                torch.manual_seed(base_seed + epoch)
+                batches = list(loader)
         else:
             batches = D.index_batches(len(xt), batch_size, shuffle, base_seed + epoch)
         if steps_per_epoch:
@@ -225,7 +250,11 @@ def fit(model, x=None, y=None, *, batch_size=None, epochs=1, verbose="auto", cal
                 bx, by, bw = D.split_batch(batches[b])
                 bx = D.to_tensor(bx, "x", D.model_dtype(model))
                 by = D.to_tensor(by, "y", torch.float32)
-                n_global = len(bx) * dist.world_size()
+                n_global = len(bx)
+                if distributed:  # every rank reads the same global batch (same seed) and trains on its share
+                    local = dist.shard(torch.arange(n_global))
+                    bx, by = bx[local], by[local]
+                    bw = None if bw is None else bw[local]
             else:
                 idx = batches[b]
                 n_global = len(idx)
@@ -233,7 +262,11 @@ def fit(model, x=None, y=None, *, batch_size=None, epochs=1, verbose="auto", cal
                 bx, by = xt[local], yt[local]
                 bw = None if wt is None else wt[local]
             opt.zero_grad(set_to_none=True)
-            loss_sum, msums, n = _step_values(model, runner, bx, by, bw, n_global, train=True)
+            if tbptt:
+                loss_sum, msums, n = tbptt_mod.step(_step_values, model, runner, opt, bx, by, bw, n_global,
+                                                    int(tbptt))
+            else:
+                loss_sum, msums, n = _step_values(model, runner, bx, by, bw, n_global, train=True)
             sums.add(loss_sum, 0.0, msums, n)
             blog = {"loss": float(loss_sum) / max(n, 1)}
             if bar is not None:
@@ -244,6 +277,8 @@ def fit(model, x=None, y=None, *, batch_size=None, epochs=1, verbose="auto", cal
             if backup is not None and backup.save_freq != "epoch" and (b + 1) % backup.save_freq == 0 \
                     and b + 1 < len(batches):
                 save_backup(epoch, b + 1, sums)
+            if distributed:
+                model.stop_training = dist.any_rank(model.stop_training)
             if model.stop_training:
                 break
         start_batch = 0
@@ -258,6 +293,8 @@ def fit(model, x=None, y=None, *, batch_size=None, epochs=1, verbose="auto", cal
             print(f"Epoch {epoch + 1}/{epochs} - {time.time() - t0:.1f}s - {_format_logs(logs)}", flush=True)
         for cb in cbs:
             cb.on_epoch_end(epoch, logs)
+        if distributed:
+            model.stop_training = dist.any_rank(model.stop_training)
         if backup is not None:
             save_backup(epoch + 1, 0, None)
         if model.stop_training:

@@ -55,7 +55,11 @@ def load(backup_dir, model, optimizer) -> Optional[dict]:
         raise ModelFileError(f"backup {str(sp)!r} is not valid JSON ({e})") from None
     if state.get("format") != "lstmkit.backup":
         raise ModelFileError(f"backup {str(sp)!r} is not an lstmkit training backup")
-    data = (d / state["file"]).read_bytes()
+    fp = d / str(state.get("file"))
+    if not fp.is_file():
+        raise ModelFileError(f"backup {str(fp)!r} is missing ({STATE} refers to it); delete {str(d)!r} to start "
+                             f"training afresh")
+    data = fp.read_bytes()
     if hashlib.sha256(data).hexdigest() != state["sha256"]:
         raise ModelFileError(f"backup {str(d / state['file'])!r} fails its sha256 checksum (corrupted)")
     tensors = st_load(data)
