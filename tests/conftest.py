@@ -4,7 +4,9 @@ import os
 import pytest
 import torch
 
-torch.set_num_threads(2)
+# One thread: the tests' models are tiny, and on a shared 2-core machine idle OpenMP threads spinning made
+# them many times slower. Tests of the two-thread native path set 2 threads themselves.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -36,7 +36,7 @@ def unavailable_reason() -> str:
 
 def supports(spec, dtype: torch.dtype) -> bool:
     """Whether the engine runs ``spec`` in ``dtype`` (otherwise the layer uses the reference path)."""
-    return available() and dtype in SUPPORTED_DTYPES and not spec.layer_norm
+    return available() and dtype in SUPPORTED_DTYPES and not (spec.layer_norm and spec.proj_size)
 
 
 def _opt(t: Optional[Tensor]) -> Optional[Tensor]:
@@ -118,6 +118,60 @@ def _register() -> None:
 
     torch.library.register_autograd(lib + "lstm_fwd", lstm_backward, setup_context=lstm_setup)
 
+    @torch.library.register_fake(lib + "lstm_ln_fwd")
+    def _(gx, h0, c0, w_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled):
+        T, B, GH = gx.shape
+        H = c0.shape[1]
+        e = gx.new_empty
+        return (e(T, B, H), e(B, H), e(B, H), e(T, B, GH), e(T, B, H), e(T, B, H) if zo_c is not None else e(0),
+                e(T, B, GH), e(T, B), e(T, B, H), e(T, B))
+
+    @torch.library.register_fake(lib + "lstm_ln_bwd")
+    def _(dy, dhT, dcT, gates, cn, cs, c0, w_hh, n_hh, r_hh, n_c, r_c, ln_hh_w, ln_c_w, ln_c_b, w_ph, batch_sizes,
+          rd_mask, zo_h, zo_c, coupled):
+        return (gates.new_empty(gates.shape), gates.new_empty(gates.shape), dhT.new_empty(dhT.shape),
+                dcT.new_empty(dcT.shape), cn.new_empty(cn.shape))
+
+    # layer-norm LSTM: inputs (gx, h0, c0, w_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask,
+    # zo_h, zo_c, coupled); gx already holds LN_ih(x W_ih^T) + biases (autograd handles that part)
+    def ln_setup(ctx, inputs, output):
+        gx, h0, c0, w_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled = inputs
+        y, _h, _c, gates, cn, cs, n_hh, r_hh, n_c, r_c = output
+        ctx.coupled = coupled
+        ctx.save_for_backward(h0, c0, w_hh, ln_hh_w, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c, y, gates,
+                              cn, cs, n_hh, r_hh, n_c, r_c)
+
+    def ln_backward(ctx, dy, dhT, dcT, *_unused):
+        (h0, c0, w_hh, ln_hh_w, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c, y, gates, cn, cs, n_hh, r_hh,
+         n_c, r_c) = ctx.saved_tensors
+        dA, dGh, dh0, dc0, dcl = torch.ops.lstmkit.lstm_ln_bwd(
+            _zeros_if_none(dy, y), _zeros_if_none(dhT, h0), _zeros_if_none(dcT, c0), gates, cn, cs, c0, w_hh, n_hh,
+            r_hh, n_c, r_c, ln_hh_w, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c, ctx.coupled)
+        T, B, GH = gates.shape
+        H = c0.shape[1]
+        h_prev = torch.cat([h0.unsqueeze(0), y[:-1]]) if T > 1 else h0.unsqueeze(0)
+        if rd_mask is not None:
+            h_prev = h_prev * rd_mask
+        d_w_hh = dGh.view(T * B, GH).t().mm(h_prev.reshape(T * B, H))
+        d_ln_hh_w = (dA * n_hh).sum((0, 1))
+        d_ln_hh_b = dA.sum((0, 1))
+        d_ln_c_w = (dcl * n_c).sum((0, 1))
+        d_ln_c_b = dcl.sum((0, 1))
+        d_w_ph = None
+        if w_ph is not None:
+            carried = cs if zo_c is not None else cn
+            c_prev = torch.cat([c0.unsqueeze(0), carried[:-1]]) if T > 1 else c0.unsqueeze(0)
+            blocks = dA.split(H, dim=-1)
+            if ctx.coupled:
+                d_w_ph = torch.cat([(blocks[0] * c_prev).sum((0, 1)), (blocks[2] * cn).sum((0, 1))])
+            else:
+                d_w_ph = torch.cat([(blocks[0] * c_prev).sum((0, 1)), (blocks[1] * c_prev).sum((0, 1)),
+                                    (blocks[3] * cn).sum((0, 1))])
+        return (dA, dh0, dc0, d_w_hh, d_ln_hh_w, d_ln_hh_b, d_ln_c_w, d_ln_c_b, d_w_ph, None, None, None, None,
+                None)
+
+    torch.library.register_autograd(lib + "lstm_ln_fwd", ln_backward, setup_context=ln_setup)
+
     # GRU: inputs (gx, h0, w_hh, b_hh, batch_sizes, rd_mask, zo_h)
     def gru_setup(ctx, inputs, output):
         gx, h0, w_hh, b_hh, batch_sizes, rd_mask, zo_h = inputs
@@ -196,7 +250,14 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
             rd_mask = rd_mask.index_select(0, perm) if rd_mask is not None else None
             zo_h = zo_h.index_select(1, perm) if zo_h is not None else None
             zo_c = zo_c.index_select(1, perm) if zo_c is not None else None
-    if spec.mode == "lstm":
+    if spec.mode == "lstm" and spec.layer_norm:
+        gx = F.layer_norm(F.linear(x, w.w_ih), (w.w_ih.size(0),), w.ln_ih_w, w.ln_ih_b)  # (T, B, G*H)
+        if w.b_ih is not None:
+            gx = gx + (w.b_ih + w.b_hh)
+        y, h, c, *_ = torch.ops.lstmkit.lstm_ln_fwd(gx, h0.contiguous(), c0.contiguous(), w.w_hh, w.ln_hh_w,
+                                                    w.ln_hh_b, w.ln_c_w, w.ln_c_b, _opt(w.w_ph), batch_sizes,
+                                                    _opt(rd_mask), _opt(zo_h), _opt(zo_c), spec.coupled)
+    elif spec.mode == "lstm":
         bias = None
         if w.b_ih is not None:
             bias = w.b_ih + w.b_hh

@@ -23,6 +23,13 @@ std::tuple<Tensor, Tensor, Tensor> rnn_fwd(const Tensor&, const Tensor&, const T
                                            const OT&, bool);
 std::tuple<Tensor, Tensor> rnn_bwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&,
                                    const OT&, const OT&, bool);
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_fwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&, const OT&,
+                                const OT&, const OT&, bool);
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&,
+                                const OT&, const OT&, const OT&, const OT&, bool);
 }  // namespace lstmkit
 
 TORCH_LIBRARY(lstmkit, m) {
@@ -32,6 +39,13 @@ TORCH_LIBRARY(lstmkit, m) {
   m.def("lstm_bwd(Tensor dy, Tensor dhT, Tensor dcT, Tensor gates, Tensor cn, Tensor cs, Tensor c0, Tensor w_hh, "
         "Tensor? w_hr, Tensor? w_ph, Tensor? batch_sizes, Tensor? rd_mask, Tensor? zo_h, Tensor? zo_c, "
         "bool coupled) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("lstm_ln_fwd(Tensor gx, Tensor h0, Tensor c0, Tensor w_hh, Tensor ln_hh_w, Tensor ln_hh_b, Tensor ln_c_w, "
+        "Tensor ln_c_b, Tensor? w_ph, Tensor? batch_sizes, Tensor? rd_mask, Tensor? zo_h, Tensor? zo_c, "
+        "bool coupled) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("lstm_ln_bwd(Tensor dy, Tensor dhT, Tensor dcT, Tensor gates, Tensor cn, Tensor cs, Tensor c0, "
+        "Tensor w_hh, Tensor n_hh, Tensor r_hh, Tensor n_c, Tensor r_c, Tensor ln_hh_w, Tensor ln_c_w, "
+        "Tensor ln_c_b, Tensor? w_ph, Tensor? batch_sizes, Tensor? rd_mask, Tensor? zo_h, Tensor? zo_c, "
+        "bool coupled) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("gru_fwd(Tensor gx, Tensor h0, Tensor w_hh, Tensor? b_hh, Tensor? batch_sizes, Tensor? rd_mask, "
         "Tensor? zo_h) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def("gru_bwd(Tensor dy, Tensor dhT, Tensor gates, Tensor ghn, Tensor h0, Tensor y, Tensor w_hh, "
@@ -45,6 +59,8 @@ TORCH_LIBRARY(lstmkit, m) {
 TORCH_LIBRARY_IMPL(lstmkit, CPU, m) {
   m.impl("lstm_fwd", &lstmkit::lstm_fwd);
   m.impl("lstm_bwd", &lstmkit::lstm_bwd);
+  m.impl("lstm_ln_fwd", &lstmkit::lstm_ln_fwd);
+  m.impl("lstm_ln_bwd", &lstmkit::lstm_ln_bwd);
   m.impl("gru_fwd", &lstmkit::gru_fwd);
   m.impl("gru_bwd", &lstmkit::gru_bwd);
   m.impl("rnn_fwd", &lstmkit::rnn_fwd);

@@ -30,7 +30,10 @@ struct Barrier2 {
       count.store(0, std::memory_order_relaxed);
       phase.store(ph + 1, std::memory_order_release);
     } else {
-      while (phase.load(std::memory_order_acquire) == ph) LSTMKIT_PAUSE();
+      // spin (the partner is normally a few hundred ns behind); yield if it was descheduled
+      for (int spins = 0; phase.load(std::memory_order_acquire) == ph; ++spins) {
+        if (spins < 20000) LSTMKIT_PAUSE(); else std::this_thread::yield();
+      }
     }
   }
 };
@@ -59,7 +62,9 @@ class Team2 {
     { std::lock_guard<std::mutex> lk(mu_); }
     cv_.notify_one();
     job(0);
-    while (done_.load(std::memory_order_acquire) != id) LSTMKIT_PAUSE();
+    for (int spins = 0; done_.load(std::memory_order_acquire) != id; ++spins) {
+      if (spins < 20000) LSTMKIT_PAUSE(); else std::this_thread::yield();
+    }
   }
 
  private:

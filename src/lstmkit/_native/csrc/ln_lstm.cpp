@@ -1,0 +1,238 @@
+// Layer-normalised LSTM recurrence (Ba et al. 2016), with peephole, coupled, zoneout, recurrent dropout, lengths.
+//
+// The caller passes gx = LN_ih(x W_ih^T) + b_ih + b_hh (normalised over all rows at once, before the loop).
+// Per step: gh = (h_{t-1} * mask) W_hh^T into a row buffer, LN over each row's G*H values, the gate pass with
+// LN of c_t before the output tanh. Saved for backward: normalised gh (n_hh) and c (n_c) and their 1/std.
+#include "kernels.h"
+
+#include <tuple>
+#include <vector>
+
+namespace lstmkit {
+
+using at::Tensor;
+constexpr float kLnEps = 1e-5f;
+
+static Tensor opt_t(const c10::optional<Tensor>& t) {
+  return (t.has_value() && t->defined() && t->numel() > 0) ? t->contiguous() : Tensor();
+}
+
+static std::vector<int64_t> rows_active(const c10::optional<Tensor>& batch_sizes, int64_t T, int64_t B) {
+  std::vector<int64_t> bs(T, B);
+  if (batch_sizes.has_value() && batch_sizes->defined()) {
+    auto acc = batch_sizes->contiguous().to(at::kLong);
+    for (int64_t t = 0; t < T; ++t) bs[t] = acc.data_ptr<int64_t>()[t];
+  }
+  return bs;
+}
+
+// normalise v (n values) in place into out; returns 1/std
+static inline float normalise(const float* v, float* out, int64_t n) {
+  float mean = 0.f;
+  for (int64_t k = 0; k < n; ++k) mean += v[k];
+  mean /= (float)n;
+  float var = 0.f;
+  for (int64_t k = 0; k < n; ++k) { const float d = v[k] - mean; var += d * d; }
+  const float rstd = 1.f / std::sqrt(var / (float)n + kLnEps);
+  for (int64_t k = 0; k < n; ++k) out[k] = (v[k] - mean) * rstd;
+  return rstd;
+}
+
+// dx of y = n * w (+ b), n = (x - mean) * rstd, given dn = dy * w: rstd * (dn - mean(dn) - n * mean(dn * n))
+static inline void normalise_backward(const float* dn, const float* n, float rstd, float* dx, int64_t len) {
+  float s1 = 0.f, s2 = 0.f;
+  for (int64_t k = 0; k < len; ++k) { s1 += dn[k]; s2 += dn[k] * n[k]; }
+  s1 /= (float)len;
+  s2 /= (float)len;
+  for (int64_t k = 0; k < len; ++k) dx[k] = rstd * (dn[k] - s1 - n[k] * s2);
+}
+
+// Returns y, h_T, c_T, gates (activated), cn (new cell, pre-zoneout), cs (carried cell with zoneout, else
+// empty), n_hh (T,B,G*H), rstd_hh (T,B), n_c (T,B,H), rstd_c (T,B).
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_fwd(const Tensor& gx_in, const Tensor& h0, const Tensor& c0, const Tensor& w_hh_in,
+                                const Tensor& ln_hh_w, const Tensor& ln_hh_b, const Tensor& ln_c_w,
+                                const Tensor& ln_c_b, const c10::optional<Tensor>& w_ph_in,
+                                const c10::optional<Tensor>& batch_sizes, const c10::optional<Tensor>& rd_in,
+                                const c10::optional<Tensor>& zo_h_in, const c10::optional<Tensor>& zo_c_in,
+                                bool coupled) {
+  FlushDenormals ftz;
+  const Tensor gx = gx_in.contiguous();
+  const int64_t T = gx.size(0), B = gx.size(1), GH = gx.size(2), H = c0.size(1);
+  auto opts = gx.options();
+  Tensor w_hh = w_hh_in.contiguous(), w_hh_t = w_hh.t(), w_hh_tc = w_hh_t.contiguous();
+  Tensor w_ph = opt_t(w_ph_in), rd = opt_t(rd_in), zoh = opt_t(zo_h_in), zoc = opt_t(zo_c_in);
+  Tensor zero_t = at::zeros({H}, opts);
+  const float* zero = zero_t.data_ptr<float>();
+  const float *p_i = zero, *p_f = zero, *p_o = zero;
+  if (w_ph.defined()) {
+    const float* ph = w_ph.data_ptr<float>();
+    if (coupled) { p_f = ph; p_o = ph + H; } else { p_i = ph; p_f = ph + H; p_o = ph + 2 * H; }
+  }
+  const float* rdp = rd.defined() ? rd.data_ptr<float>() : nullptr;
+  const float* zhp = zoh.defined() ? zoh.data_ptr<float>() : nullptr;
+  const float* zcp = zoc.defined() ? zoc.data_ptr<float>() : nullptr;
+  const Tensor lhw = ln_hh_w.contiguous(), lhb = ln_hh_b.contiguous(), lcw = ln_c_w.contiguous(), lcb = ln_c_b.contiguous();
+  Tensor y = at::empty({T, B, H}, opts), gates = at::empty({T, B, GH}, opts), cn = at::empty({T, B, H}, opts);
+  Tensor cs = zcp ? at::empty({T, B, H}, opts) : at::empty({0}, opts);
+  Tensor n_hh = at::zeros({T, B, GH}, opts), r_hh = at::zeros({T, B}, opts);
+  Tensor n_c = at::zeros({T, B, H}, opts), r_c = at::zeros({T, B}, opts);
+  Tensor h = h0.contiguous().clone(), c = c0.contiguous().clone();
+  Tensor gh = at::empty({B, GH}, opts), hm = at::empty({B, H}, opts);
+  float *hp = h.data_ptr<float>(), *cp = c.data_ptr<float>();
+  const auto bs = rows_active(batch_sizes, T, B);
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t bt = bs[t];
+    float* ghp = gh.data_ptr<float>();
+    std::memset(ghp, 0, sizeof(float) * bt * GH);
+    const float* hin = hp;
+    if (rdp) {
+      float* hmp = hm.data_ptr<float>();
+      for (int64_t k = 0; k < bt * H; ++k) hmp[k] = hp[k] * rdp[k];
+      hin = hmp;
+    }
+    gemm_acc((int)bt, (int)GH, (int)H, hin, (int)H, w_hh_tc.data_ptr<float>(), (int)GH, ghp, (int)GH, w_hh_t);
+    for (int64_t b = 0; b < bt; ++b) {
+      const int64_t row = t * B + b;
+      float* nh = n_hh.data_ptr<float>() + row * GH;
+      r_hh.data_ptr<float>()[row] = normalise(ghp + b * GH, nh, GH);
+      float* g = gates.data_ptr<float>() + row * GH;
+      const float* xg = gx.data_ptr<float>() + row * GH;
+      const float *w = lhw.data_ptr<float>(), *bb = lhb.data_ptr<float>();
+      for (int64_t k = 0; k < GH; ++k) g[k] = xg[k] + w[k] * nh[k] + bb[k];  // pre-activations
+      float* cb = cp + b * H;
+      float* cnb = cn.data_ptr<float>() + row * H;
+      const float* kc = zcp ? zcp + row * H : zero;
+      const float* af = coupled ? g : g + H;
+      float* ai = coupled ? nullptr : g;
+      float *fg = const_cast<float*>(af), *gg_ = fg + H, *og = gg_ + H;
+      for (int64_t j = 0; j < H; ++j) {
+        const float cprev = cb[j];
+        const float f = sigmoidf(fg[j] + p_f[j] * cprev);
+        const float i = ai ? sigmoidf(ai[j] + p_i[j] * cprev) : 1.f - f;
+        const float gv = tanhf_(gg_[j]);
+        const float cnew = f * cprev + i * gv;
+        if (ai) ai[j] = i;
+        fg[j] = f; gg_[j] = gv;
+        cnb[j] = cnew;
+        cb[j] = kc[j] * cprev + (1.f - kc[j]) * cnew;
+      }
+      float* nc = n_c.data_ptr<float>() + row * H;
+      r_c.data_ptr<float>()[row] = normalise(cnb, nc, H);
+      const float *cw = lcw.data_ptr<float>(), *cbias = lcb.data_ptr<float>();
+      const float* kh = zhp ? zhp + row * H : zero;
+      float* hb = hp + b * H;
+      for (int64_t j = 0; j < H; ++j) {
+        const float o = sigmoidf(og[j] + p_o[j] * cnb[j]);
+        og[j] = o;
+        const float hn = o * tanhf_(cw[j] * nc[j] + cbias[j]);
+        hb[j] = kh[j] * hb[j] + (1.f - kh[j]) * hn;
+      }
+    }
+    if (zcp) std::memcpy(cs.data_ptr<float>() + t * B * H, cp, sizeof(float) * B * H);
+    float* y_t = y.data_ptr<float>() + t * B * H;
+    std::memcpy(y_t, hp, sizeof(float) * bt * H);
+    if (bt < B) {
+      std::memset(y_t + bt * H, 0, sizeof(float) * (B - bt) * H);
+      std::memset(gates.data_ptr<float>() + (t * B + bt) * GH, 0, sizeof(float) * (B - bt) * GH);
+      std::memcpy(cn.data_ptr<float>() + (t * B + bt) * H, cp + bt * H, sizeof(float) * (B - bt) * H);
+    }
+  }
+  return {y, h, c, gates, cn, cs, n_hh, r_hh, n_c, r_c};
+}
+
+// Returns dA (T,B,G*H) = dLoss/dgx, dGh (T,B,G*H) = dLoss/d(h W_hh^T) (before LN), dh0, dc0, and
+// dcl (T,B,H) = dLoss/dLN_c(c_t) for the LN_c gain and bias gradients.
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor& dy_in, const Tensor& dhT, const Tensor& dcT, const Tensor& gates,
+                                const Tensor& cn, const Tensor& cs, const Tensor& c0, const Tensor& w_hh_in,
+                                const Tensor& n_hh, const Tensor& r_hh, const Tensor& n_c, const Tensor& r_c,
+                                const Tensor& ln_hh_w, const Tensor& ln_c_w, const Tensor& ln_c_b,
+                                const c10::optional<Tensor>& w_ph_in, const c10::optional<Tensor>& batch_sizes,
+                                const c10::optional<Tensor>& rd_in, const c10::optional<Tensor>& zo_h_in,
+                                const c10::optional<Tensor>& zo_c_in, bool coupled) {
+  FlushDenormals ftz;
+  const Tensor dy = dy_in.contiguous();
+  const int64_t T = gates.size(0), B = gates.size(1), GH = gates.size(2), H = cn.size(2);
+  auto opts = gates.options();
+  Tensor w_hh = w_hh_in.contiguous();
+  Tensor w_ph = opt_t(w_ph_in), rd = opt_t(rd_in), zoh = opt_t(zo_h_in), zoc = opt_t(zo_c_in);
+  Tensor zero_t = at::zeros({H}, opts);
+  const float* zero = zero_t.data_ptr<float>();
+  const float *p_i = zero, *p_f = zero, *p_o = zero;
+  if (w_ph.defined()) {
+    const float* ph = w_ph.data_ptr<float>();
+    if (coupled) { p_f = ph; p_o = ph + H; } else { p_i = ph; p_f = ph + H; p_o = ph + 2 * H; }
+  }
+  const float* rdp = rd.defined() ? rd.data_ptr<float>() : nullptr;
+  const float* zhp = zoh.defined() ? zoh.data_ptr<float>() : nullptr;
+  const float* zcp = zoc.defined() ? zoc.data_ptr<float>() : nullptr;
+  const Tensor lhw = ln_hh_w.contiguous(), lcw = ln_c_w.contiguous(), lcb = ln_c_b.contiguous(), c0c = c0.contiguous();
+  const float* csp = zcp ? cs.data_ptr<float>() : cn.data_ptr<float>();
+  Tensor dA = at::zeros({T, B, GH}, opts), dGh = at::zeros({T, B, GH}, opts), dcl = at::zeros({T, B, H}, opts);
+  Tensor dh = dhT.contiguous().clone(), dc = dcT.contiguous().clone(), rec = at::empty({B, H}, opts);
+  Tensor dn = at::empty({GH}, opts), dcn_ln = at::empty({H}, opts);
+  float *dhp = dh.data_ptr<float>(), *dcp = dc.data_ptr<float>();
+  const auto bs = rows_active(batch_sizes, T, B);
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const int64_t bt = bs[t];
+    const float* cprev_t = t > 0 ? csp + (t - 1) * B * H : c0c.data_ptr<float>();
+    for (int64_t b = 0; b < bt; ++b) {
+      const int64_t row = t * B + b;
+      const float* g = gates.data_ptr<float>() + row * GH;
+      float* da = dA.data_ptr<float>() + row * GH;
+      const float* nc = n_c.data_ptr<float>() + row * H;
+      const float* cpb = cprev_t + b * H;
+      const float* kh = zhp ? zhp + row * H : zero;
+      const float* kc = zcp ? zcp + row * H : zero;
+      float* dclb = dcl.data_ptr<float>() + row * H;
+      const float *cw = lcw.data_ptr<float>(), *cbias = lcb.data_ptr<float>();
+      const float* og = coupled ? g + 2 * H : g + 3 * H;
+      float* dao = coupled ? da + 2 * H : da + 3 * H;
+      float* dnc = dn.data_ptr<float>();  // reuse: dLoss/dn_c, H values
+      for (int64_t j = 0; j < H; ++j) {
+        const int64_t k = b * H + j;
+        const float d = dy.data_ptr<float>()[row * H + j] + dhp[k];
+        const float dm = (1.f - kh[j]) * d;
+        dhp[k] = kh[j] * d;
+        const float o = og[j];
+        const float tl = tanhf_(cw[j] * nc[j] + cbias[j]);
+        dao[j] = dm * tl * o * (1.f - o);
+        dclb[j] = dm * o * (1.f - tl * tl);
+        dnc[j] = dclb[j] * cw[j];
+      }
+      float* dcnl = dcn_ln.data_ptr<float>();
+      normalise_backward(dnc, nc, r_c.data_ptr<float>()[row], dcnl, H);
+      float* dcb = dcp + b * H;
+      for (int64_t j = 0; j < H; ++j) {
+        const float cprev = cpb[j], dcarry = dcb[j];
+        const float dcn = dcnl[j] + dao[j] * p_o[j] + (1.f - kc[j]) * dcarry;
+        if (coupled) {
+          const float f = g[j], gv = g[H + j];
+          const float af = dcn * (cprev - gv) * f * (1.f - f);
+          da[j] = af;
+          da[H + j] = dcn * (1.f - f) * (1.f - gv * gv);
+          dcb[j] = kc[j] * dcarry + dcn * f + af * p_f[j];
+        } else {
+          const float i = g[j], f = g[H + j], gv = g[2 * H + j];
+          const float ai = dcn * gv * i * (1.f - i), af = dcn * cprev * f * (1.f - f);
+          da[j] = ai; da[H + j] = af;
+          da[2 * H + j] = dcn * i * (1.f - gv * gv);
+          dcb[j] = kc[j] * dcarry + dcn * f + ai * p_i[j] + af * p_f[j];
+        }
+      }
+      // through LN_hh: dGh = LN backward of (dA * gain)
+      float* dnh = dn.data_ptr<float>();  // now G*H values
+      const float* w = lhw.data_ptr<float>();
+      for (int64_t k = 0; k < GH; ++k) dnh[k] = da[k] * w[k];
+      normalise_backward(dnh, n_hh.data_ptr<float>() + row * GH, r_hh.data_ptr<float>()[row],
+                         dGh.data_ptr<float>() + row * GH, GH);
+    }
+    float* rp = rec.data_ptr<float>();
+    std::memset(rp, 0, sizeof(float) * bt * H);
+    gemm_acc((int)bt, (int)H, (int)GH, dGh.data_ptr<float>() + t * B * GH, (int)GH, w_hh.data_ptr<float>(), (int)H,
+             rp, (int)H, w_hh);
+    for (int64_t k = 0; k < bt * H; ++k) dhp[k] += rdp ? rp[k] * rdp[k] : rp[k];
+  }
+  return {dA, dGh, dh, dc, dcl};
+}
+
+}  // namespace lstmkit
