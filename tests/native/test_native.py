@@ -171,3 +171,29 @@ def test_stream_rejects_bad_input():
         s.step(torch.randn(3, 5))
     with pytest.raises(ValueError, match="unidirectional"):
         lnn.LSTM(5, 8, bidirectional=True).stream()
+
+
+@pytest.mark.parametrize("cls,kw", [(lnn.LSTM, {}), (lnn.LSTM, {"layer_norm": True, "peephole": True}),
+                                    (lnn.LSTM, {"proj_size": 4, "bidirectional": True}), (lnn.GRU, {}),
+                                    (lnn.RNN, {})])
+def test_bfloat16_at_least_as_accurate_as_reference(cls, kw):
+    """bf16: native (fp32 recurrence and state) is within 1.5x the reference bf16 error, against float64 truth."""
+    torch.manual_seed(0)
+    base = cls(8, 16, backend="reference", **kw)
+    models = {"ref": cls(8, 16, backend="reference", **kw).to(torch.bfloat16),
+              "nat": cls(8, 16, backend="native", **kw).to(torch.bfloat16),
+              "f64": cls(8, 16, backend="reference", **kw).double()}
+    for m in models.values():
+        m.load_state_dict(base.state_dict())
+    x, lengths = torch.randn(10, 3, 8), torch.tensor([10, 4, 7])
+    res = {}
+    for name, m in models.items():
+        xx = x.to(next(m.parameters()).dtype).requires_grad_()
+        y, _ = m(xx, lengths=lengths)
+        (y.double() * torch.linspace(-1, 1, y.numel(), dtype=torch.float64).view_as(y)).sum().backward()
+        assert y.dtype == xx.dtype
+        res[name] = [y.double(), xx.grad.double()] + [p.grad.double() for p in m.parameters()]
+    for i, truth in enumerate(res["f64"]):
+        err_ref = (res["ref"][i] - truth).abs().max().item()
+        err_nat = (res["nat"][i] - truth).abs().max().item()
+        assert err_nat <= 1.5 * err_ref + 1e-3 * truth.abs().max().item(), (i, err_nat, err_ref)

@@ -21,7 +21,9 @@ try:
 except Exception as exc:  # not built (no compiler at install time), or built against another torch
     _error = f"{type(exc).__name__}: {exc}"
 
-SUPPORTED_DTYPES = (torch.float32,)
+# bfloat16: the input projection and the weight-gradient GEMMs that autograd derives from it run in bf16
+# (AVX512_BF16 / AMX through oneDNN); the recurrence, the cell state and all accumulation stay in fp32.
+SUPPORTED_DTYPES = (torch.float32, torch.bfloat16)
 
 
 def available() -> bool:
@@ -250,32 +252,36 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
             rd_mask = rd_mask.index_select(0, perm) if rd_mask is not None else None
             zo_h = zo_h.index_select(1, perm) if zo_h is not None else None
             zo_c = zo_c.index_select(1, perm) if zo_c is not None else None
+    low = x.dtype == torch.bfloat16
+    f32 = (lambda t: None if t is None else t.float()) if low else _opt  # noqa: E731
+    h0 = f32(h0).contiguous()
+    c0 = f32(c0).contiguous() if c0 is not None else None
+    rd_mask, zo_h, zo_c = f32(rd_mask), f32(zo_h), f32(zo_c)
     if spec.mode == "lstm" and spec.layer_norm:
-        gx = F.layer_norm(F.linear(x, w.w_ih), (w.w_ih.size(0),), w.ln_ih_w, w.ln_ih_b)  # (T, B, G*H)
+        gx = F.layer_norm(f32(F.linear(x, w.w_ih)), (w.w_ih.size(0),), f32(w.ln_ih_w), f32(w.ln_ih_b))  # (T,B,GH)
         if w.b_ih is not None:
-            gx = gx + (w.b_ih + w.b_hh)
-        y, h, c, *_ = torch.ops.lstmkit.lstm_ln_fwd(gx, h0.contiguous(), c0.contiguous(), w.w_hh, w.ln_hh_w,
-                                                    w.ln_hh_b, w.ln_c_w, w.ln_c_b, _opt(w.w_ph), batch_sizes,
-                                                    _opt(rd_mask), _opt(zo_h), _opt(zo_c), spec.coupled)
+            gx = gx + f32(w.b_ih + w.b_hh)
+        y, h, c, *_ = torch.ops.lstmkit.lstm_ln_fwd(gx, h0, c0, f32(w.w_hh), f32(w.ln_hh_w), f32(w.ln_hh_b),
+                                                    f32(w.ln_c_w), f32(w.ln_c_b), f32(w.w_ph), batch_sizes,
+                                                    rd_mask, zo_h, zo_c, spec.coupled)
     elif spec.mode == "lstm":
-        bias = None
-        if w.b_ih is not None:
-            bias = w.b_ih + w.b_hh
-        gx = F.linear(x, w.w_ih, bias)  # (T, B, G*H): one GEMM over all T*B rows
-        y, h, c, *_ = torch.ops.lstmkit.lstm_fwd(gx, h0.contiguous(), c0.contiguous(), w.w_hh, _opt(w.w_hr),
-                                                 _opt(w.w_ph), batch_sizes, _opt(rd_mask), _opt(zo_h), _opt(zo_c),
-                                                 spec.coupled)
+        bias = None if w.b_ih is None else w.b_ih + w.b_hh
+        gx = f32(F.linear(x, w.w_ih, bias))  # (T, B, G*H): one GEMM over all T*B rows
+        y, h, c, *_ = torch.ops.lstmkit.lstm_fwd(gx, h0, c0, f32(w.w_hh), f32(w.w_hr), f32(w.w_ph), batch_sizes,
+                                                 rd_mask, zo_h, zo_c, spec.coupled)
     elif spec.mode == "gru":
-        gx = F.linear(x, w.w_ih, w.b_ih)  # (T, B, 3H)
-        y, h, *_ = torch.ops.lstmkit.gru_fwd(gx, h0.contiguous(), w.w_hh, _opt(w.b_hh), batch_sizes,
-                                             _opt(rd_mask), _opt(zo_h))
+        gx = f32(F.linear(x, w.w_ih, w.b_ih))  # (T, B, 3H)
+        y, h, *_ = torch.ops.lstmkit.gru_fwd(gx, h0, f32(w.w_hh), f32(w.b_hh), batch_sizes, rd_mask, zo_h)
         c = None
     else:
         bias = None if w.b_ih is None else w.b_ih + w.b_hh
-        gx = F.linear(x, w.w_ih, bias)  # (T, B, H)
-        y, h, _ = torch.ops.lstmkit.rnn_fwd(gx, h0.contiguous(), w.w_hh, batch_sizes, _opt(rd_mask), _opt(zo_h),
+        gx = f32(F.linear(x, w.w_ih, bias))  # (T, B, H)
+        y, h, _ = torch.ops.lstmkit.rnn_fwd(gx, h0, f32(w.w_hh), batch_sizes, rd_mask, zo_h,
                                             spec.mode == "rnn_relu")
         c = None
+    if low:
+        y, h = y.to(x.dtype), h.to(x.dtype)
+        c = c.to(x.dtype) if c is not None else None
     if inv is not None:
         y = y.index_select(1, inv)
         h = h.index_select(0, inv)
