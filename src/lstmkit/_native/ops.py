@@ -252,6 +252,10 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
             rd_mask = rd_mask.index_select(0, perm) if rd_mask is not None else None
             zo_h = zo_h.index_select(1, perm) if zo_h is not None else None
             zo_c = zo_c.index_select(1, perm) if zo_c is not None else None
+    # inference (nothing needs a gradient): call the kernels directly, without dispatcher or autograd wrapper
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or h0.requires_grad or any(
+        t is not None and t.requires_grad for t in w) or (c0 is not None and c0.requires_grad))
+    kern = torch.ops.lstmkit if needs_grad else _C
     low = x.dtype == torch.bfloat16
     f32 = (lambda t: None if t is None else t.float()) if low else _opt  # noqa: E731
     h0 = f32(h0).contiguous()
@@ -261,22 +265,22 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
         gx = F.layer_norm(f32(F.linear(x, w.w_ih)), (w.w_ih.size(0),), f32(w.ln_ih_w), f32(w.ln_ih_b))  # (T,B,GH)
         if w.b_ih is not None:
             gx = gx + f32(w.b_ih + w.b_hh)
-        y, h, c, *_ = torch.ops.lstmkit.lstm_ln_fwd(gx, h0, c0, f32(w.w_hh), f32(w.ln_hh_w), f32(w.ln_hh_b),
+        y, h, c, *_ = kern.lstm_ln_fwd(gx, h0, c0, f32(w.w_hh), f32(w.ln_hh_w), f32(w.ln_hh_b),
                                                     f32(w.ln_c_w), f32(w.ln_c_b), f32(w.w_ph), batch_sizes,
                                                     rd_mask, zo_h, zo_c, spec.coupled)
     elif spec.mode == "lstm":
         bias = None if w.b_ih is None else w.b_ih + w.b_hh
         gx = f32(F.linear(x, w.w_ih, bias))  # (T, B, G*H): one GEMM over all T*B rows
-        y, h, c, *_ = torch.ops.lstmkit.lstm_fwd(gx, h0, c0, f32(w.w_hh), f32(w.w_hr), f32(w.w_ph), batch_sizes,
+        y, h, c, *_ = kern.lstm_fwd(gx, h0, c0, f32(w.w_hh), f32(w.w_hr), f32(w.w_ph), batch_sizes,
                                                  rd_mask, zo_h, zo_c, spec.coupled)
     elif spec.mode == "gru":
         gx = f32(F.linear(x, w.w_ih, w.b_ih))  # (T, B, 3H)
-        y, h, *_ = torch.ops.lstmkit.gru_fwd(gx, h0, f32(w.w_hh), f32(w.b_hh), batch_sizes, rd_mask, zo_h)
+        y, h, *_ = kern.gru_fwd(gx, h0, f32(w.w_hh), f32(w.b_hh), batch_sizes, rd_mask, zo_h)
         c = None
     else:
         bias = None if w.b_ih is None else w.b_ih + w.b_hh
         gx = f32(F.linear(x, w.w_ih, bias))  # (T, B, H)
-        y, h, _ = torch.ops.lstmkit.rnn_fwd(gx, h0, f32(w.w_hh), batch_sizes, rd_mask, zo_h,
+        y, h, _ = kern.rnn_fwd(gx, h0, f32(w.w_hh), batch_sizes, rd_mask, zo_h,
                                             spec.mode == "rnn_relu")
         c = None
     if low:

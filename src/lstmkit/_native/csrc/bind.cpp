@@ -75,6 +75,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
       .def("reset", &lstmkit::LSTMStream::reset)
       .def("state", &lstmkit::LSTMStream::state)
       .def("set_state", &lstmkit::LSTMStream::set_state);
+  // direct entry points for inference (no autograd): skip the dispatcher and the Python autograd wrapper
+  mod.def("lstm_fwd", &lstmkit::lstm_fwd);
+  mod.def("lstm_ln_fwd", &lstmkit::lstm_ln_fwd);
+  mod.def("gru_fwd", &lstmkit::gru_fwd);
+  mod.def("rnn_fwd", &lstmkit::rnn_fwd);
 #if defined(__AVX512F__)
   mod.attr("simd") = "avx512";
 #else

@@ -55,7 +55,27 @@ static inline void panel_gemm(int64_t K, const float* A, int64_t lda, const floa
   __m512 acc[R][G];
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < G; ++q) acc[r][q] = _mm512_maskz_loadu_ps(mask, gx + r * ldgx + q * H + u * UB);
-  for (int64_t k = 0; k < K; ++k) {
+  int64_t k = 0;
+  if (R <= 2) {
+    // few rows: G*R accumulator chains cannot hide the FMA latency; a second set over odd k doubles them
+    __m512 acc2[R][G];
+    for (int r = 0; r < R; ++r)
+      for (int q = 0; q < G; ++q) acc2[r][q] = _mm512_setzero_ps();
+    for (; k + 2 <= K; k += 2) {
+      __m512 b[G], b2[G];
+      for (int q = 0; q < G; ++q) b[q] = _mm512_loadu_ps(Wp + k * G * UB + q * UB);
+      for (int q = 0; q < G; ++q) b2[q] = _mm512_loadu_ps(Wp + (k + 1) * G * UB + q * UB);
+      for (int r = 0; r < R; ++r) {
+        const __m512 a = _mm512_set1_ps(A[r * lda + k]);
+        const __m512 a2 = _mm512_set1_ps(A[r * lda + k + 1]);
+        for (int q = 0; q < G; ++q) acc[r][q] = _mm512_fmadd_ps(a, b[q], acc[r][q]);
+        for (int q = 0; q < G; ++q) acc2[r][q] = _mm512_fmadd_ps(a2, b2[q], acc2[r][q]);
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int q = 0; q < G; ++q) acc[r][q] = _mm512_add_ps(acc[r][q], acc2[r][q]);
+  }
+  for (; k < K; ++k) {
     __m512 b[G];
     for (int q = 0; q < G; ++q) b[q] = _mm512_loadu_ps(Wp + k * G * UB + q * UB);
     for (int r = 0; r < R; ++r) {
