@@ -125,11 +125,11 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
   for (int64_t t = 0; t < T; ++t) {
     const int64_t bt = (*a.bs)[t];
     const float* hprev = t > 0 ? a.y + (t - 1) * B * H : a.h0;
-    const float* cprev_step = a.c;  // updated in place, per unit: only this thread touches its units
-    for (int64_t r0 = 0; r0 < bt; r0 += MR) {
-      const int R = (int)std::min<int64_t>(MR, bt - r0);
-      for (int64_t u = u0; u < u1; ++u) {
-        const int64_t nl = std::min(UB, H - u * UB);
+    // panel-outer: each W_hh panel is loaded once per step and reused, cache-hot, by every row block
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t nl = std::min(UB, H - u * UB);
+      for (int64_t r0 = 0; r0 < bt; r0 += MR) {
+        const int R = (int)std::min<int64_t>(MR, bt - r0);
         panel_gemm_rows<G>(R, H, hprev + r0 * H, H, a.Wp + u * H * G * UB, a.gx + (t * B + r0) * GH, GH, H, u,
                            nl, pre);
         for (int r = 0; r < R; ++r) {
@@ -143,7 +143,6 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
           const float* kh = a.zh ? a.zh + (t * B + b) * H + j0 : a.zero;
           const float* kc = a.zc ? a.zc + (t * B + b) * H + j0 : a.zero;
           const float *pi = a.p_i + j0, *pf = a.p_f + j0, *po = a.p_o + j0;
-          (void)cprev_step;
           if (G == 4) {
 #pragma omp simd
             for (int64_t l = 0; l < nl; ++l) {

@@ -1,9 +1,14 @@
 // Streaming inference: a stateful, single-step stacked LSTM for online use (one native call per step).
 //
-// Per layer, [x_t, h_{t-1}] (B, D+P) times the stacked weights [W_ih^T; W_hh^T] (D+P, G*H) is one small GEMM
-// into the bias, followed by the fused gate pass; the state stays inside the object between calls.
+// Per layer, x_t W_ih^T + h_{t-1} W_hh^T (+ bias) is accumulated into the gate buffer and the fused gate pass
+// writes the new h into a second buffer (the two are swapped after each step); the state stays inside the object.
+// Large layers split their hidden units between two threads, with a barrier after each layer.
 #pragma once
 #include "kernels.h"
+#include "team.h"
+
+#include <ATen/Parallel.h>
+#include <functional>
 
 #include <vector>
 
@@ -14,11 +19,11 @@ using at::Tensor;
 struct StreamLayer {
   int64_t D, H, P, G;
   bool coupled;
-  Tensor w_cat;   // (D+P, G*H) row-major
+  Tensor w_cat;   // (D+P, G*H) row-major: W_ih^T on top of W_hh^T
   Tensor bias;    // (G*H)
   Tensor w_ph;    // (3H) or (2H), or undefined
   Tensor w_hr_t;  // (H, P) row-major, or undefined
-  Tensor xh;      // (B, D+P): input then hidden state
+  Tensor h[2];    // (B, P) each: the state read this step and the one written (swapped after every step)
   Tensor c;       // (B, H)
   Tensor gates;   // (B, G*H)
   Tensor m;       // (B, H) (projection only)
@@ -41,34 +46,62 @@ class LSTMStream {
       L.bias = w[2].numel() ? w[2].detach().to(at::kFloat).contiguous() : at::zeros({L.G * L.H}, at::kFloat);
       if (w[3].numel()) L.w_hr_t = w[3].detach().to(at::kFloat).t().contiguous();
       if (w[4].numel()) L.w_ph = w[4].detach().to(at::kFloat).contiguous();
-      L.xh = at::zeros({B_, L.D + L.P}, at::kFloat);
+      L.h[0] = at::zeros({B_, L.P}, at::kFloat);
+      L.h[1] = at::zeros({B_, L.P}, at::kFloat);
       L.c = at::zeros({B_, L.H}, at::kFloat);
       L.gates = at::empty({B_, L.G * L.H}, at::kFloat);
       L.m = at::empty({B_, L.H}, at::kFloat);
       L.zero = at::zeros({L.H}, at::kFloat);
       layers_.push_back(L);
+      // two threads split the hidden units when a layer's step is large enough to pay for two barriers
+      if (!L.w_hr_t.defined() && L.H >= 32 && (L.D + L.P) * L.G * L.H * B_ >= (1 << 17)) two_threads_ = true;
+      if (L.w_hr_t.defined()) has_proj_ = true;
     }
+    if (has_proj_) two_threads_ = false;
   }
 
   // Advance one step with input x (B, D); returns the last layer's output (B, P) (a new tensor).
   Tensor step(const Tensor& x_in) {
-    FlushDenormals ftz;
     Tensor x = x_in.to(at::kFloat).contiguous();
     TORCH_CHECK(x.dim() == 2 && x.size(0) == B_ && x.size(1) == layers_[0].D, "lstmkit: stream.step expects x of "
                 "shape (", B_, ", ", layers_[0].D, "), got ", x.sizes());
-    const float* in = x.data_ptr<float>();
-    int64_t in_ld = layers_[0].D;
+    const float* xp = x.data_ptr<float>();
+    if (two_threads_ && at::get_num_threads() >= 2) {
+      Barrier2 bar;
+      std::function<void(int)> job = [&](int tid) { run_layers(xp, tid, 2, &bar); };
+      Team2::get().run(job);
+    } else {
+      run_layers(xp, 0, 1, nullptr);
+    }
+    cur_ ^= 1;
+    const StreamLayer& last = layers_.back();
+    return last.h[cur_].clone();
+  }
+
+ private:
+  // Thread ``tid`` of ``nth`` runs every layer on its share of the hidden units.
+  void run_layers(const float* xp, int tid, int nth, Barrier2* bar) {
+    FlushDenormals ftz;
+    const float* in = xp;
     for (size_t l = 0; l < layers_.size(); ++l) {
       StreamLayer& L = layers_[l];
-      const int64_t K = L.D + L.P, GH = L.G * L.H;
-      float* xh = L.xh.data_ptr<float>();
-      for (int64_t b = 0; b < B_; ++b) std::memcpy(xh + b * K, in + b * in_ld, sizeof(float) * L.D);
+      const int64_t H = L.H, GH = L.G * L.H, D = L.D, P = L.P;
+      // units [j0, j1) of this thread, split on 16-unit boundaries
+      const int64_t half = ((H / 16 + 1) / 2) * 16;
+      const int64_t j0 = nth == 1 ? 0 : (tid == 0 ? 0 : std::min(H, half));
+      const int64_t j1 = nth == 1 ? H : (tid == 0 ? std::min(H, half) : H);
+      const float* hcur = L.h[cur_].data_ptr<float>();
+      float* hnew = L.h[cur_ ^ 1].data_ptr<float>();
       float* g = L.gates.data_ptr<float>();
       const float* bias = L.bias.data_ptr<float>();
-      for (int64_t b = 0; b < B_; ++b) std::memcpy(g + b * GH, bias, sizeof(float) * GH);
-      gemm_acc_cols(B_, K, xh, K, L.w_cat.data_ptr<float>(), GH, g, GH, 0, GH);
+      const float* W = L.w_cat.data_ptr<float>();
+      for (int q = 0; q < L.G; ++q) {
+        const int64_t n0 = q * H + j0, n1 = q * H + j1;
+        for (int64_t b = 0; b < B_; ++b) std::memcpy(g + b * GH + n0, bias + n0, sizeof(float) * (n1 - n0));
+        gemm_acc_cols((int)B_, (int)D, in, (int)D, W, (int)GH, g, (int)GH, (int)n0, (int)n1);
+        gemm_acc_cols((int)B_, (int)P, hcur, (int)P, W + D * GH, (int)GH, g, (int)GH, (int)n0, (int)n1);
+      }
       const float* ph = L.w_ph.defined() ? L.w_ph.data_ptr<float>() : nullptr;
-      const int64_t H = L.H;
       const float* zero = L.zero.data_ptr<float>();
       const float *p_i = zero, *p_f = zero, *p_o = zero;
       if (ph) { if (L.coupled) { p_f = ph; p_o = ph + H; } else { p_i = ph; p_f = ph + H; p_o = ph + 2 * H; } }
@@ -76,13 +109,13 @@ class LSTMStream {
       for (int64_t b = 0; b < B_; ++b) {
         float* gb = g + b * GH;
         float* cb = L.c.data_ptr<float>() + b * H;
-        float* out = proj ? L.m.data_ptr<float>() + b * H : xh + b * K + L.D;  // h goes back into xh
+        float* out = proj ? L.m.data_ptr<float>() + b * H : hnew + b * P;
         const float* af = L.coupled ? gb : gb + H;
         const float* ag = af + H;
         const float* ao = ag + H;
         if (L.coupled) {
 #pragma omp simd
-          for (int64_t j = 0; j < H; ++j) {
+          for (int64_t j = j0; j < j1; ++j) {
             const float cprev = cb[j];
             const float f = sigmoidf(af[j] + p_f[j] * cprev);
             const float cn = f * cprev + (1.f - f) * tanhf_(ag[j]);
@@ -93,7 +126,7 @@ class LSTMStream {
         } else {
           const float* ai = gb;
 #pragma omp simd
-          for (int64_t j = 0; j < H; ++j) {
+          for (int64_t j = j0; j < j1; ++j) {
             const float cprev = cb[j];
             const float f = sigmoidf(af[j] + p_f[j] * cprev);
             const float i = sigmoidf(ai[j] + p_i[j] * cprev);
@@ -104,37 +137,39 @@ class LSTMStream {
           }
         }
       }
-      if (proj) {
-        for (int64_t b = 0; b < B_; ++b) std::memset(xh + b * K + L.D, 0, sizeof(float) * L.P);
-        gemm_acc_cols(B_, H, L.m.data_ptr<float>(), H, L.w_hr_t.data_ptr<float>(), L.P, xh + L.D, K, 0, L.P);
+      if (proj) {  // single-threaded (nth == 1) when any layer projects
+        std::memset(hnew, 0, sizeof(float) * B_ * P);
+        gemm_acc_cols((int)B_, (int)H, L.m.data_ptr<float>(), (int)H, L.w_hr_t.data_ptr<float>(), (int)P, hnew,
+                      (int)P, 0, (int)P);
       }
-      in = xh + L.D;
-      in_ld = K;
+      if (bar) bar->wait();  // the next layer reads this layer's whole new h
+      in = hnew;
     }
-    const StreamLayer& last = layers_.back();
-    return last.xh.narrow(1, last.D, last.P).clone();
   }
 
+ public:
   void reset() {
-    for (auto& L : layers_) { L.xh.zero_(); L.c.zero_(); }
+    for (auto& L : layers_) { L.h[0].zero_(); L.h[1].zero_(); L.c.zero_(); }
   }
 
   // (h, c) of every layer: (L, B, P) and (L, B, H).
   std::vector<Tensor> state() const {
     std::vector<Tensor> hs, cs;
-    for (const auto& L : layers_) { hs.push_back(L.xh.narrow(1, L.D, L.P)); cs.push_back(L.c); }
+    for (const auto& L : layers_) { hs.push_back(L.h[cur_]); cs.push_back(L.c); }
     return {at::stack(hs), at::stack(cs)};
   }
 
   void set_state(const Tensor& h, const Tensor& c) {
     for (size_t l = 0; l < layers_.size(); ++l) {
-      layers_[l].xh.narrow(1, layers_[l].D, layers_[l].P).copy_(h[l]);
+      layers_[l].h[cur_].copy_(h[l]);
       layers_[l].c.copy_(c[l]);
     }
   }
 
  private:
   int64_t B_;
+  int cur_ = 0;  // which of each layer's two h buffers holds the current state
+  bool two_threads_ = false, has_proj_ = false;
   std::vector<StreamLayer> layers_;
 };
 
