@@ -176,13 +176,14 @@ def test_stream_rejects_bad_input():
 @pytest.mark.parametrize("cls,kw", [(lnn.LSTM, {}), (lnn.LSTM, {"layer_norm": True, "peephole": True}),
                                     (lnn.LSTM, {"proj_size": 4, "bidirectional": True}), (lnn.GRU, {}),
                                     (lnn.RNN, {})])
-def test_bfloat16_at_least_as_accurate_as_reference(cls, kw):
-    """bf16: native (fp32 recurrence and state) is within 1.5x the reference bf16 error, against float64 truth."""
+def test_bfloat16_at_least_as_accurate_as_reference(cls, kw, H=16):
+    """bf16: native (bf16 GEMMs, fp32 state and accumulation) is within 1.5x the reference bf16 error, against
+    float64 truth."""
     torch.manual_seed(0)
-    base = cls(8, 16, backend="reference", **kw)
-    models = {"ref": cls(8, 16, backend="reference", **kw).to(torch.bfloat16),
-              "nat": cls(8, 16, backend="native", **kw).to(torch.bfloat16),
-              "f64": cls(8, 16, backend="reference", **kw).double()}
+    base = cls(8, H, backend="reference", **kw)
+    models = {"ref": cls(8, H, backend="reference", **kw).to(torch.bfloat16),
+              "nat": cls(8, H, backend="native", **kw).to(torch.bfloat16),
+              "f64": cls(8, H, backend="reference", **kw).double()}
     for m in models.values():
         m.load_state_dict(base.state_dict())
     x, lengths = torch.randn(10, 3, 8), torch.tensor([10, 4, 7])
@@ -197,3 +198,14 @@ def test_bfloat16_at_least_as_accurate_as_reference(cls, kw):
         err_ref = (res["ref"][i] - truth).abs().max().item()
         err_nat = (res["nat"][i] - truth).abs().max().item()
         assert err_nat <= 1.5 * err_ref + 1e-3 * truth.abs().max().item(), (i, err_nat, err_ref)
+
+
+@pytest.mark.parametrize("kw", [{}, {"coupled": True, "peephole": True}])
+def test_bfloat16_two_threads(kw):
+    """The bf16 fused loop on two threads (uneven unit split, odd pair padding) keeps the same accuracy."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        test_bfloat16_at_least_as_accurate_as_reference(lnn.LSTM, kw, H=41)
+    finally:
+        torch.set_num_threads(old)

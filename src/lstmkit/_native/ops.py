@@ -102,7 +102,7 @@ def _register() -> None:
         if rd_mask is not None:
             h_prev = h_prev * rd_mask
         dG2 = dG.view(T * B, GH)
-        d_w_hh = dG2.t().mm(h_prev.reshape(T * B, P)) if ctx.needs_input_grad[3] else None
+        d_w_hh = dG2.t().mm(h_prev.reshape(T * B, P)).to(w_hh.dtype) if ctx.needs_input_grad[3] else None
         d_w_hr = None
         if w_hr is not None and ctx.needs_input_grad[4]:
             d_w_hr = dhn.view(T * B, P).t().mm(m.view(T * B, H))
@@ -271,7 +271,8 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
     elif spec.mode == "lstm":
         bias = None if w.b_ih is None else w.b_ih + w.b_hh
         gx = f32(F.linear(x, w.w_ih, bias))  # (T, B, G*H): one GEMM over all T*B rows
-        y, h, c, *_ = kern.lstm_fwd(gx, h0, c0, f32(w.w_hh), f32(w.w_hr), f32(w.w_ph), batch_sizes,
+        # bf16: W_hh goes in as bf16 (the fused loop's per-step GEMMs are bf16 dot products, fp32 accumulation)
+        y, h, c, *_ = kern.lstm_fwd(gx, h0, c0, w.w_hh, f32(w.w_hr), f32(w.w_ph), batch_sizes,
                                                  rd_mask, zo_h, zo_c, spec.coupled)
     elif spec.mode == "gru":
         gx = f32(F.linear(x, w.w_ih, w.b_ih))  # (T, B, 3H)

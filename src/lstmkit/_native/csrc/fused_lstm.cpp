@@ -109,12 +109,128 @@ static void panel_gemm_rows(int R, int64_t K, const float* A, int64_t lda, const
   }
 }
 
+// ---- bfloat16 GEMMs (AVX512_BF16 dot products of bf16 pairs, fp32 accumulation) ----------------------------
+static inline uint16_t to_bf16(float f) {  // round to nearest even
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+
+#if defined(__AVX512BF16__)
+constexpr bool kHasBf16 = true;
+// (U, ceil(K/2), G*UB, 2): panel u, pair kp holds (W[k=2kp][col], W[2kp+1][col]) for its G*16 columns
+static Tensor pack_panels_bf16(const Tensor& w_hh, int G, int64_t H) {
+  const int64_t K = w_hh.size(1), U = (H + UB - 1) / UB, KP = (K + 1) / 2;
+  Tensor wp = at::zeros({U, KP, G * UB, 2}, at::TensorOptions().dtype(at::kShort));
+  const Tensor w = w_hh.to(at::kBFloat16).contiguous();
+  const uint16_t* src = reinterpret_cast<const uint16_t*>(w.data_ptr());
+  uint16_t* dst = reinterpret_cast<uint16_t*>(wp.data_ptr());
+  for (int64_t u = 0; u < U; ++u)
+    for (int q = 0; q < G; ++q)
+      for (int64_t l = 0; l < UB && u * UB + l < H; ++l) {
+        const uint16_t* row = src + (q * H + u * UB + l) * K;
+        for (int64_t k = 0; k < K; ++k) dst[((u * KP + k / 2) * G * UB + q * UB + l) * 2 + (k & 1)] = row[k];
+      }
+  return wp;
+}
+
+template <int R, int G>
+static inline void panel_gemm_bf16(int64_t KP, const uint16_t* A, int64_t lda, const uint16_t* Wp, const float* gx,
+                                   int64_t ldgx, int64_t H, int64_t u, int64_t nl, float* out) {
+  const __mmask16 mask = nl >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nl) - 1);
+  __m512 acc[R][G];
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < G; ++q) acc[r][q] = _mm512_maskz_loadu_ps(mask, gx + r * ldgx + q * H + u * UB);
+  for (int64_t kp = 0; kp < KP; ++kp) {
+    __m512i b[G];
+    for (int q = 0; q < G; ++q) b[q] = _mm512_loadu_si512(Wp + (kp * G * UB + q * UB) * 2);
+    for (int r = 0; r < R; ++r) {
+      int32_t pair;
+      std::memcpy(&pair, A + r * lda + 2 * kp, 4);
+      const __m512i a = _mm512_set1_epi32(pair);
+      for (int q = 0; q < G; ++q) acc[r][q] = _mm512_dpbf16_ps(acc[r][q], (__m512bh)a, (__m512bh)b[q]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < G; ++q) _mm512_storeu_ps(out + (r * G + q) * UB, acc[r][q]);
+}
+
+template <int G>
+static void panel_gemm_bf16_rows(int R, int64_t KP, const uint16_t* A, int64_t lda, const uint16_t* Wp,
+                                 const float* gx, int64_t ldgx, int64_t H, int64_t u, int64_t nl, float* out) {
+  switch (R) {
+    case 6: panel_gemm_bf16<6, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
+    case 5: panel_gemm_bf16<5, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
+    case 4: panel_gemm_bf16<4, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
+    case 3: panel_gemm_bf16<3, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
+    case 2: panel_gemm_bf16<2, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
+    default: panel_gemm_bf16<1, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
+  }
+}
+
+// (ceil(N/16), ceil(K/2), 16, 2): W (K, N) row-major as bf16 pairs along K, in 16-column blocks
+static Tensor pack_cols_bf16(const Tensor& w /* (K, N) */) {
+  const int64_t K = w.size(0), N = w.size(1), NB = (N + 15) / 16, KP = (K + 1) / 2;
+  Tensor wp = at::zeros({NB, KP, 16, 2}, at::TensorOptions().dtype(at::kShort));
+  const Tensor wb = w.to(at::kBFloat16).contiguous();
+  const uint16_t* src = reinterpret_cast<const uint16_t*>(wb.data_ptr());
+  uint16_t* dst = reinterpret_cast<uint16_t*>(wp.data_ptr());
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t n = 0; n < N; ++n) dst[(((n / 16) * KP + k / 2) * 16 + n % 16) * 2 + (k & 1)] = src[k * N + n];
+  return wp;
+}
+
+// C(M, [n0, n1)) += A(M, K) W(K, N): A bf16 rows (pairs along K, lda even), W from pack_cols_bf16, n0 % 16 == 0
+template <int R>
+static inline void cols_bf16_block(int64_t KP, const uint16_t* A, int64_t lda, const uint16_t* Wp, int64_t nb0,
+                                   int nq, const __mmask16* mk, float* C, int64_t ldc, int64_t n) {
+  __m512 acc[R][4];
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < 4; ++q)
+      acc[r][q] = q < nq ? _mm512_maskz_loadu_ps(mk[q], C + r * ldc + n + 16 * q) : _mm512_setzero_ps();
+  for (int64_t kp = 0; kp < KP; ++kp) {
+    __m512i b[4];
+    for (int q = 0; q < nq; ++q) b[q] = _mm512_loadu_si512(Wp + (((nb0 + q) * KP + kp) * 16) * 2);
+    for (int r = 0; r < R; ++r) {
+      int32_t pair;
+      std::memcpy(&pair, A + r * lda + 2 * kp, 4);
+      const __m512i a = _mm512_set1_epi32(pair);
+      for (int q = 0; q < nq; ++q) acc[r][q] = _mm512_dpbf16_ps(acc[r][q], (__m512bh)a, (__m512bh)b[q]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < nq; ++q) _mm512_mask_storeu_ps(C + r * ldc + n + 16 * q, mk[q], acc[r][q]);
+}
+
+static void gemm_cols_bf16(int64_t M, int64_t KP, const uint16_t* A, int64_t lda, const uint16_t* Wp, float* C,
+                           int64_t ldc, int64_t n0, int64_t n1) {
+  for (int64_t n = n0; n < n1; n += 64) {
+    const int64_t left = std::min<int64_t>(64, n1 - n);
+    const int nq = (int)((left + 15) / 16);
+    __mmask16 mk[4];
+    for (int q = 0; q < 4; ++q) {
+      const int64_t l = left - 16 * q;
+      mk[q] = l >= 16 ? (__mmask16)0xFFFF : (l <= 0 ? (__mmask16)0 : (__mmask16)((1u << l) - 1));
+    }
+    int64_t m = 0;
+    for (; m + 4 <= M; m += 4) cols_bf16_block<4>(KP, A + m * lda, lda, Wp, n / 16, nq, mk, C + m * ldc, ldc, n);
+    for (; m < M; ++m) cols_bf16_block<1>(KP, A + m * lda, lda, Wp, n / 16, nq, mk, C + m * ldc, ldc, n);
+  }
+}
+#else
+constexpr bool kHasBf16 = false;
+#endif
+
 struct FwdArgs {
   int64_t T, B, H, G;
   const float *gx, *h0, *p_i, *p_f, *p_o, *zh, *zc, *zero;
   const float* Wp;
   float *y, *gates, *cn, *cs, *c;
   const std::vector<int64_t>* bs;
+  const uint16_t* Wp16 = nullptr;  // bf16 path: packed pairs, and the state h as bf16 (two buffers, row stride KP2)
+  uint16_t* h16 = nullptr;
+  int64_t KP2 = 0;
 };
 
 template <int G>
@@ -130,6 +246,13 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
       const int64_t nl = std::min(UB, H - u * UB);
       for (int64_t r0 = 0; r0 < bt; r0 += MR) {
         const int R = (int)std::min<int64_t>(MR, bt - r0);
+#if defined(__AVX512BF16__)
+        if (a.Wp16) {
+          const uint16_t* A16 = a.h16 + (t & 1) * B * a.KP2;
+          panel_gemm_bf16_rows<G>(R, a.KP2 / 2, A16 + r0 * a.KP2, a.KP2, a.Wp16 + u * (a.KP2 / 2) * G * UB * 2,
+                                  a.gx + (t * B + r0) * GH, GH, H, u, nl, pre);
+        } else
+#endif
         panel_gemm_rows<G>(R, H, hprev + r0 * H, H, a.Wp + u * H * G * UB, a.gx + (t * B + r0) * GH, GH, H, u,
                            nl, pre);
         for (int r = 0; r < R; ++r) {
@@ -173,6 +296,10 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
               yb[l] = kh[l] * hp[l] + (1.f - kh[l]) * hn;
             }
           }
+          if (a.h16) {
+            uint16_t* hb = a.h16 + ((t + 1) & 1) * B * a.KP2 + b * a.KP2 + j0;
+            for (int64_t l = 0; l < nl; ++l) hb[l] = to_bf16(yb[l]);
+          }
         }
       }
     }
@@ -198,7 +325,22 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fuse
   const int G = coupled ? 3 : 4;
   const int64_t U = (H + UB - 1) / UB;
   auto opts = gx.options();
-  Tensor wp = pack_panels(w_hh, G, H);
+  // bf16 weights: per-step GEMMs as bf16 dot products (fp32 accumulation), h kept as a bf16 copy for them
+  const bool bf16 = kHasBf16 && w_hh.scalar_type() == at::kBFloat16;
+  Tensor wp, wp16, h16;
+  const int64_t KP2 = 2 * ((H + 1) / 2);
+  if (bf16) {
+#if defined(__AVX512BF16__)
+    wp16 = pack_panels_bf16(w_hh, G, H);
+    h16 = at::zeros({2, B, KP2}, at::TensorOptions().dtype(at::kShort));
+    const Tensor h0f = h0.contiguous();
+    uint16_t* hp16 = reinterpret_cast<uint16_t*>(h16.data_ptr());
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t j = 0; j < H; ++j) hp16[b * KP2 + j] = to_bf16(h0f.data_ptr<float>()[b * H + j]);
+#endif
+  } else {
+    wp = pack_panels(w_hh.to(at::kFloat), G, H);
+  }
   Tensor y = at::empty({T, B, H}, opts), gates = at::empty({T, B, G * H}, opts), cn = at::empty({T, B, H}, opts);
   Tensor cs = zc ? at::empty({T, B, H}, opts) : at::empty({0}, opts);
   Tensor m = at::empty({0}, opts);
@@ -207,8 +349,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fuse
   Tensor zero = at::zeros({H}, opts);
   FwdArgs a{T, B, H, G, gx.data_ptr<float>(), h0c.data_ptr<float>(), p_i ? p_i : zero.data_ptr<float>(),
             p_f ? p_f : zero.data_ptr<float>(), p_o ? p_o : zero.data_ptr<float>(), zh, zc, zero.data_ptr<float>(),
-            wp.data_ptr<float>(), y.data_ptr<float>(), gates.data_ptr<float>(), cn.data_ptr<float>(),
-            zc ? cs.data_ptr<float>() : nullptr, c.data_ptr<float>(), &bs};
+            bf16 ? nullptr : wp.data_ptr<float>(), y.data_ptr<float>(), gates.data_ptr<float>(),
+            cn.data_ptr<float>(), zc ? cs.data_ptr<float>() : nullptr, c.data_ptr<float>(), &bs};
+  if (bf16) {
+    a.Wp16 = reinterpret_cast<const uint16_t*>(wp16.data_ptr());
+    a.h16 = reinterpret_cast<uint16_t*>(h16.data_ptr());
+    a.KP2 = KP2;
+  }
   auto run = [&](int64_t u0, int64_t u1, Barrier2* bar) {
     if (G == 4) fwd_units<4>(a, u0, u1, bar); else fwd_units<3>(a, u0, u1, bar);
   };
@@ -236,6 +383,9 @@ struct BwdArgs {
   const float *dy, *gates, *cn, *csp, *c0, *p_i, *p_f, *p_o, *zh, *zc, *zero, *w_hh;
   float *dG, *dh, *dc, *rec;
   const std::vector<int64_t>* bs;
+  const uint16_t* Wb16 = nullptr;  // bf16 path: W_hh packed by pack_cols_bf16, dG_t as bf16 (two buffers)
+  uint16_t* dG16 = nullptr;
+  int64_t GHp = 0;
 };
 
 template <int G>
@@ -293,10 +443,20 @@ static void bwd_units(const BwdArgs& a, int64_t j0, int64_t j1, Barrier2* bar) {
     }
     for (int64_t b = bt; b < B; ++b)
       for (int q = 0; q < G; ++q) std::memset(a.dG + (t * B + b) * GH + q * H + j0, 0, sizeof(float) * (j1 - j0));
+    uint16_t* dG16 = a.dG16 ? a.dG16 + (t & 1) * B * a.GHp : nullptr;
+    if (dG16)
+      for (int64_t b = 0; b < bt; ++b)
+        for (int q = 0; q < G; ++q)
+          for (int64_t j = j0; j < j1; ++j) dG16[b * a.GHp + q * H + j] = to_bf16(a.dG[(t * B + b) * GH + q * H + j]);
     if (bar) bar->wait();  // dG_t complete (all units) before dG_t W_hh
     // dh_{t-1}[:, j0:j1] += dG_t W_hh[:, j0:j1]
     float* rec = a.rec;
     for (int64_t b = 0; b < bt; ++b) std::memset(rec + b * H + j0, 0, sizeof(float) * (j1 - j0));
+#if defined(__AVX512BF16__)
+    if (dG16)
+      gemm_cols_bf16(bt, a.GHp / 2, dG16, a.GHp, a.Wb16, rec, H, j0, j1);
+    else
+#endif
     gemm_acc_cols((int)bt, (int)GH, a.dG + t * B * GH, (int)GH, a.w_hh, (int)H, rec, (int)H, (int)j0, (int)j1);
     for (int64_t b = 0; b < bt; ++b)
 #pragma omp simd
@@ -316,11 +476,27 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd_fused(
   Tensor dG = at::empty({T, B, GH}, opts);
   Tensor dh = dhT.contiguous().clone(), dc = dcT.contiguous().clone(), rec = at::empty({B, H}, opts);
   Tensor zero = at::zeros({H}, opts);
-  const Tensor c0c = c0.contiguous(), w = w_hh.contiguous();
+  const Tensor c0c = c0.contiguous();
+  const bool bf16 = kHasBf16 && w_hh.scalar_type() == at::kBFloat16;
+  const Tensor w = bf16 ? w_hh : w_hh.to(at::kFloat).contiguous();
+  const int64_t GHp = 2 * ((GH + 1) / 2);
+  Tensor wb16, dG16;
+#if defined(__AVX512BF16__)
+  if (bf16) {
+    wb16 = pack_cols_bf16(w_hh);  // (GH, H) as K x N
+    dG16 = at::zeros({2, B, GHp}, at::TensorOptions().dtype(at::kShort));
+  }
+#endif
   BwdArgs a{T, B, H, G, dy.data_ptr<float>(), gates.data_ptr<float>(), cn.data_ptr<float>(), csp,
             c0c.data_ptr<float>(), p_i ? p_i : zero.data_ptr<float>(), p_f ? p_f : zero.data_ptr<float>(),
-            p_o ? p_o : zero.data_ptr<float>(), zh, zc, zero.data_ptr<float>(), w.data_ptr<float>(),
-            dG.data_ptr<float>(), dh.data_ptr<float>(), dc.data_ptr<float>(), rec.data_ptr<float>(), &bs};
+            p_o ? p_o : zero.data_ptr<float>(), zh, zc, zero.data_ptr<float>(),
+            bf16 ? nullptr : w.data_ptr<float>(), dG.data_ptr<float>(), dh.data_ptr<float>(), dc.data_ptr<float>(),
+            rec.data_ptr<float>(), &bs};
+  if (bf16) {
+    a.Wb16 = reinterpret_cast<const uint16_t*>(wb16.data_ptr());
+    a.dG16 = reinterpret_cast<uint16_t*>(dG16.data_ptr());
+    a.GHp = GHp;
+  }
   auto run = [&](int64_t j0, int64_t j1, Barrier2* bar) {
     if (G == 4) bwd_units<4>(a, j0, j1, bar); else bwd_units<3>(a, j0, j1, bar);
   };

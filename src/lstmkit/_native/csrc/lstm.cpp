@@ -54,9 +54,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd(
   TORCH_CHECK(GH == G * H, "lstmkit: gx has ", GH, " gate columns, expected ", G * H);
   const bool proj = w_hr_in.has_value() && w_hr_in->defined() && w_hr_in->numel() > 0;
   auto opts = gx.options();
-  Tensor w_hh = w_hh_in.contiguous();       // (GH, P)
-  Tensor w_hh_t = w_hh.t();                 // (P, GH) view for the ATen path
-  Tensor w_hh_tc = w_hh_t.contiguous();     // (P, GH) row-major for the small kernel
+  const bool fusable = !proj && !(rd_mask_in.has_value() && rd_mask_in->defined());
+  // bf16 W_hh is used as such by the fused path (bf16 GEMMs); everything else computes in fp32
+  Tensor w_hh = (fusable && w_hh_in.scalar_type() == at::kBFloat16) ? w_hh_in.contiguous()
+                                                                    : w_hh_in.to(at::kFloat).contiguous();  // (GH, P)
+  Tensor w_hh_t, w_hh_tc;                   // (P, GH): view for the ATen path, row-major for the small kernel
+  if (!fusable) { w_hh_t = w_hh.t(); w_hh_tc = w_hh_t.contiguous(); }
   Tensor w_hr, w_hr_t, w_hr_tc;
   if (proj) { w_hr = w_hr_in->contiguous(); w_hr_t = w_hr.t(); w_hr_tc = w_hr_t.contiguous(); }
   Tensor w_ph = (w_ph_in.has_value() && w_ph_in->defined()) ? w_ph_in->contiguous() : Tensor();
@@ -184,7 +187,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd(
   const int64_t H = cn.size(2), P = dy.size(2);
   const bool proj = w_hr_in.has_value() && w_hr_in->defined() && w_hr_in->numel() > 0;
   auto opts = gates.options();
-  Tensor w_hh = w_hh_in.contiguous();  // (GH, P): dG W_hh is row-major already
+  const bool fusable = !proj && !(rd_mask_in.has_value() && rd_mask_in->defined());
+  Tensor w_hh = (fusable && w_hh_in.scalar_type() == at::kBFloat16) ? w_hh_in.contiguous()
+                                                                    : w_hh_in.to(at::kFloat).contiguous();  // (GH, P)
   Tensor w_hr = proj ? w_hr_in->contiguous() : Tensor();  // (P, H)
   Tensor w_ph = (w_ph_in.has_value() && w_ph_in->defined()) ? w_ph_in->contiguous() : Tensor();
   Tensor rd = (rd_mask_in.has_value() && rd_mask_in->defined()) ? rd_mask_in->contiguous() : Tensor();
