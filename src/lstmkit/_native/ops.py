@@ -49,178 +49,214 @@ def _zeros_if_none(g: Optional[Tensor], like: Tensor) -> Tensor:
     return torch.zeros_like(like) if g is None else g.contiguous()
 
 
-# -- autograd and fake kernels of the registered ops ------------------------------------------------------
+# -- fake (meta) kernels: output shapes of the registered ops -----------------------------------------------
+
+def _fake_lstm_fwd(gx, h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled):
+    T, B, _g = gx.shape
+    H, P = c0.shape[1], h0.shape[1]
+    e = gx.new_empty
+    return (e(T, B, P), e(B, P), e(B, H), e(T, B, gx.shape[2]), e(T, B, H),
+            e(T, B, H) if zo_c is not None else e(0), e(T, B, H) if w_hr is not None else e(0))
+
+
+def _fake_lstm_bwd(dy, dhT, dcT, gates, cn, cs, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled):
+    T, B, GH = gates.shape
+    return (gates.new_empty(T, B, GH), dhT.new_empty(dhT.shape), dcT.new_empty(dcT.shape),
+            dy.new_empty(dy.shape) if w_hr is not None else dy.new_empty(0))
+
+
+def _fake_gru_fwd(gx, h0, w_hh, b_hh, batch_sizes, rd_mask, zo_h):
+    T, B, H3 = gx.shape
+    return gx.new_empty(T, B, H3 // 3), h0.new_empty(h0.shape), gx.new_empty(T, B, H3), gx.new_empty(T, B, H3 // 3)
+
+
+def _fake_gru_bwd(dy, dhT, gates, ghn, h0, y, w_hh, batch_sizes, rd_mask, zo_h):
+    return gates.new_empty(gates.shape), gates.new_empty(gates.shape), dhT.new_empty(dhT.shape)
+
+
+def _fake_rnn_fwd(gx, h0, w_hh, batch_sizes, rd_mask, zo_h, relu):
+    return gx.new_empty(gx.shape), h0.new_empty(h0.shape), gx.new_empty(gx.shape if zo_h is not None else (0,))
+
+
+def _fake_rnn_bwd(dy, dhT, hn, w_hh, batch_sizes, rd_mask, zo_h, relu):
+    return hn.new_empty(hn.shape), dhT.new_empty(dhT.shape)
+
+# -- autograd formulas (shared by the registered torch ops and the Functions the layers call) -------------
+def _bwd(ctx):
+    """Backward kernels: the bare ones from a layer's Function, the registered ops when traced (compile, opcheck)."""
+    return getattr(ctx, "bare_kernels", None) or torch.ops.lstmkit
+
+
+# LSTM: inputs (gx, h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled)
+def lstm_setup(ctx, inputs, output):
+    gx, h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled = inputs
+    y, _h, _c, gates, cn, cs, m = output
+    ctx.coupled = coupled
+    ctx.save_for_backward(h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, y, gates, cn, cs, m)
+
+def lstm_backward(ctx, dy, dhT, dcT, *_unused):
+    h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, y, gates, cn, cs, m = ctx.saved_tensors
+    dG, dh0, dc0, dhn = _bwd(ctx).lstm_bwd(
+        _zeros_if_none(dy, y), _zeros_if_none(dhT, h0), _zeros_if_none(dcT, c0), gates, cn, cs, c0, w_hh,
+        w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, ctx.coupled)
+    T, B, GH = gates.shape
+    P, H = h0.shape[1], c0.shape[1]
+    h_prev = torch.cat([h0.unsqueeze(0), y[:-1]]) if T > 1 else h0.unsqueeze(0)  # (T, B, P)
+    if rd_mask is not None:
+        h_prev = h_prev * rd_mask
+    dG2 = dG.view(T * B, GH)
+    d_w_hh = dG2.t().mm(h_prev.reshape(T * B, P)).to(w_hh.dtype) if ctx.needs_input_grad[3] else None
+    d_w_hr = None
+    if w_hr is not None and ctx.needs_input_grad[4]:
+        d_w_hr = dhn.view(T * B, P).t().mm(m.view(T * B, H))
+    d_w_ph = None
+    if w_ph is not None and ctx.needs_input_grad[5]:
+        carried = cs if zo_c is not None else cn
+        c_prev = torch.cat([c0.unsqueeze(0), carried[:-1]]) if T > 1 else c0.unsqueeze(0)
+        blocks = dG.split(H, dim=-1)
+        if ctx.coupled:  # (p_f, p_o): f sees c_{t-1}, o sees c_t
+            d_w_ph = torch.cat([(blocks[0] * c_prev).sum((0, 1)), (blocks[2] * cn).sum((0, 1))])
+        else:
+            d_w_ph = torch.cat([(blocks[0] * c_prev).sum((0, 1)), (blocks[1] * c_prev).sum((0, 1)),
+                                (blocks[3] * cn).sum((0, 1))])
+    return dG, dh0, dc0, d_w_hh, d_w_hr, d_w_ph, None, None, None, None, None
+
+
+def _fake_lstm_ln_fwd(gx, h0, c0, w_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled):
+    T, B, GH = gx.shape
+    H = c0.shape[1]
+    e = gx.new_empty
+    return (e(T, B, H), e(B, H), e(B, H), e(T, B, GH), e(T, B, H), e(T, B, H) if zo_c is not None else e(0),
+            e(T, B, GH), e(T, B), e(T, B, H), e(T, B))
+
+
+def _fake_lstm_ln_bwd(dy, dhT, dcT, gates, cn, cs, c0, w_hh, n_hh, r_hh, n_c, r_c, ln_hh_w, ln_c_w, ln_c_b, w_ph, batch_sizes,
+      rd_mask, zo_h, zo_c, coupled):
+    return (gates.new_empty(gates.shape), gates.new_empty(gates.shape), dhT.new_empty(dhT.shape),
+            dcT.new_empty(dcT.shape), cn.new_empty(cn.shape))
+
+# layer-norm LSTM: inputs (gx, h0, c0, w_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask,
+
+# zo_h, zo_c, coupled); gx already holds LN_ih(x W_ih^T) + biases (autograd handles that part)
+
+def ln_setup(ctx, inputs, output):
+    gx, h0, c0, w_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled = inputs
+    y, _h, _c, gates, cn, cs, n_hh, r_hh, n_c, r_c = output
+    ctx.coupled = coupled
+    ctx.save_for_backward(h0, c0, w_hh, ln_hh_w, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c, y, gates,
+                          cn, cs, n_hh, r_hh, n_c, r_c)
+
+def ln_backward(ctx, dy, dhT, dcT, *_unused):
+    (h0, c0, w_hh, ln_hh_w, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c, y, gates, cn, cs, n_hh, r_hh,
+     n_c, r_c) = ctx.saved_tensors
+    dA, dGh, dh0, dc0, dcl = _bwd(ctx).lstm_ln_bwd(
+        _zeros_if_none(dy, y), _zeros_if_none(dhT, h0), _zeros_if_none(dcT, c0), gates, cn, cs, c0, w_hh, n_hh,
+        r_hh, n_c, r_c, ln_hh_w, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c, ctx.coupled)
+    T, B, GH = gates.shape
+    H = c0.shape[1]
+    h_prev = torch.cat([h0.unsqueeze(0), y[:-1]]) if T > 1 else h0.unsqueeze(0)
+    if rd_mask is not None:
+        h_prev = h_prev * rd_mask
+    d_w_hh = dGh.view(T * B, GH).t().mm(h_prev.reshape(T * B, H))
+    d_ln_hh_w = (dA * n_hh).sum((0, 1))
+    d_ln_hh_b = dA.sum((0, 1))
+    d_ln_c_w = (dcl * n_c).sum((0, 1))
+    d_ln_c_b = dcl.sum((0, 1))
+    d_w_ph = None
+    if w_ph is not None:
+        carried = cs if zo_c is not None else cn
+        c_prev = torch.cat([c0.unsqueeze(0), carried[:-1]]) if T > 1 else c0.unsqueeze(0)
+        blocks = dA.split(H, dim=-1)
+        if ctx.coupled:
+            d_w_ph = torch.cat([(blocks[0] * c_prev).sum((0, 1)), (blocks[2] * cn).sum((0, 1))])
+        else:
+            d_w_ph = torch.cat([(blocks[0] * c_prev).sum((0, 1)), (blocks[1] * c_prev).sum((0, 1)),
+                                (blocks[3] * cn).sum((0, 1))])
+    return (dA, dh0, dc0, d_w_hh, d_ln_hh_w, d_ln_hh_b, d_ln_c_w, d_ln_c_b, d_w_ph, None, None, None, None,
+            None)
+
+# GRU: inputs (gx, h0, w_hh, b_hh, batch_sizes, rd_mask, zo_h)
+
+def gru_setup(ctx, inputs, output):
+    gx, h0, w_hh, b_hh, batch_sizes, rd_mask, zo_h = inputs
+    y, _h, gates, ghn = output
+    ctx.has_b_hh = b_hh is not None
+    ctx.save_for_backward(h0, w_hh, batch_sizes, rd_mask, zo_h, y, gates, ghn)
+
+def gru_backward(ctx, dy, dhT, *_unused):
+    h0, w_hh, batch_sizes, rd_mask, zo_h, y, gates, ghn = ctx.saved_tensors
+    dGx, dGh, dh0 = _bwd(ctx).gru_bwd(_zeros_if_none(dy, y), _zeros_if_none(dhT, h0), gates, ghn, h0,
+                                              y, w_hh, batch_sizes, rd_mask, zo_h)
+    T, B, H3 = gates.shape
+    H = H3 // 3
+    h_prev = torch.cat([h0.unsqueeze(0), y[:-1]]) if T > 1 else h0.unsqueeze(0)
+    if rd_mask is not None:
+        h_prev = h_prev * rd_mask
+    dGh2 = dGh.view(T * B, H3)
+    d_w_hh = dGh2.t().mm(h_prev.reshape(T * B, H)) if ctx.needs_input_grad[2] else None
+    d_b_hh = dGh2.sum(0) if ctx.has_b_hh and ctx.needs_input_grad[3] else None
+    return dGx, dh0, d_w_hh, d_b_hh, None, None, None
+
+# RNN: inputs (gx, h0, w_hh, batch_sizes, rd_mask, zo_h, relu)
+
+def rnn_setup(ctx, inputs, output):
+    gx, h0, w_hh, batch_sizes, rd_mask, zo_h, relu = inputs
+    y, _h, hn = output
+    ctx.relu = relu
+    ctx.save_for_backward(h0, w_hh, batch_sizes, rd_mask, zo_h, y, hn)
+
+def rnn_backward(ctx, dy, dhT, *_unused):
+    h0, w_hh, batch_sizes, rd_mask, zo_h, y, hn = ctx.saved_tensors
+    act = hn if zo_h is not None else y
+    dA, dh0 = _bwd(ctx).rnn_bwd(_zeros_if_none(dy, y), _zeros_if_none(dhT, h0), act, w_hh,
+                                        batch_sizes, rd_mask, zo_h, ctx.relu)
+    T, B, H = y.shape
+    h_prev = torch.cat([h0.unsqueeze(0), y[:-1]]) if T > 1 else h0.unsqueeze(0)
+    if rd_mask is not None:
+        h_prev = h_prev * rd_mask
+    d_w_hh = dA.view(T * B, H).t().mm(h_prev.reshape(T * B, H)) if ctx.needs_input_grad[2] else None
+    return dA, dh0, d_w_hh, None, None, None, None
+
+
+def _function(kernel_name: str, setup, backward):
+    """A torch.autograd.Function running ``_C.<kernel_name>`` directly: the layers' training path, without the
+    dispatcher's schema handling (which costs more than a whole small layer)."""
+    def forward(ctx, *inputs):
+        output = getattr(_C, kernel_name)(*inputs)
+        setup(ctx, inputs, output)
+        ctx.bare_kernels = _C
+        ctx.mark_non_differentiable(*output[3 if kernel_name.startswith("lstm") else 2:])
+        return output
+
+    return type(kernel_name, (torch.autograd.Function,), {"forward": staticmethod(forward),
+                                                          "backward": staticmethod(backward)})
+
+
 def _register() -> None:
+    """Fake (meta) kernels and autograd for ``torch.ops.lstmkit.*`` (torch.compile, opcheck, export)."""
     lib = "lstmkit::"
-
-    @torch.library.register_fake(lib + "lstm_fwd")
-    def _(gx, h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled):
-        T, B, _g = gx.shape
-        H, P = c0.shape[1], h0.shape[1]
-        e = gx.new_empty
-        return (e(T, B, P), e(B, P), e(B, H), e(T, B, gx.shape[2]), e(T, B, H),
-                e(T, B, H) if zo_c is not None else e(0), e(T, B, H) if w_hr is not None else e(0))
-
-    @torch.library.register_fake(lib + "lstm_bwd")
-    def _(dy, dhT, dcT, gates, cn, cs, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled):
-        T, B, GH = gates.shape
-        return (gates.new_empty(T, B, GH), dhT.new_empty(dhT.shape), dcT.new_empty(dcT.shape),
-                dy.new_empty(dy.shape) if w_hr is not None else dy.new_empty(0))
-
-    @torch.library.register_fake(lib + "gru_fwd")
-    def _(gx, h0, w_hh, b_hh, batch_sizes, rd_mask, zo_h):
-        T, B, H3 = gx.shape
-        return gx.new_empty(T, B, H3 // 3), h0.new_empty(h0.shape), gx.new_empty(T, B, H3), gx.new_empty(T, B, H3 // 3)
-
-    @torch.library.register_fake(lib + "gru_bwd")
-    def _(dy, dhT, gates, ghn, h0, y, w_hh, batch_sizes, rd_mask, zo_h):
-        return gates.new_empty(gates.shape), gates.new_empty(gates.shape), dhT.new_empty(dhT.shape)
-
-    @torch.library.register_fake(lib + "rnn_fwd")
-    def _(gx, h0, w_hh, batch_sizes, rd_mask, zo_h, relu):
-        return gx.new_empty(gx.shape), h0.new_empty(h0.shape), gx.new_empty(gx.shape if zo_h is not None else (0,))
-
-    @torch.library.register_fake(lib + "rnn_bwd")
-    def _(dy, dhT, hn, w_hh, batch_sizes, rd_mask, zo_h, relu):
-        return hn.new_empty(hn.shape), dhT.new_empty(dhT.shape)
-
-    # LSTM: inputs (gx, h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled)
-    def lstm_setup(ctx, inputs, output):
-        gx, h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled = inputs
-        y, _h, _c, gates, cn, cs, m = output
-        ctx.coupled = coupled
-        ctx.save_for_backward(h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, y, gates, cn, cs, m)
-
-    def lstm_backward(ctx, dy, dhT, dcT, *_unused):
-        h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, y, gates, cn, cs, m = ctx.saved_tensors
-        dG, dh0, dc0, dhn = torch.ops.lstmkit.lstm_bwd(
-            _zeros_if_none(dy, y), _zeros_if_none(dhT, h0), _zeros_if_none(dcT, c0), gates, cn, cs, c0, w_hh,
-            w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, ctx.coupled)
-        T, B, GH = gates.shape
-        P, H = h0.shape[1], c0.shape[1]
-        h_prev = torch.cat([h0.unsqueeze(0), y[:-1]]) if T > 1 else h0.unsqueeze(0)  # (T, B, P)
-        if rd_mask is not None:
-            h_prev = h_prev * rd_mask
-        dG2 = dG.view(T * B, GH)
-        d_w_hh = dG2.t().mm(h_prev.reshape(T * B, P)).to(w_hh.dtype) if ctx.needs_input_grad[3] else None
-        d_w_hr = None
-        if w_hr is not None and ctx.needs_input_grad[4]:
-            d_w_hr = dhn.view(T * B, P).t().mm(m.view(T * B, H))
-        d_w_ph = None
-        if w_ph is not None and ctx.needs_input_grad[5]:
-            carried = cs if zo_c is not None else cn
-            c_prev = torch.cat([c0.unsqueeze(0), carried[:-1]]) if T > 1 else c0.unsqueeze(0)
-            blocks = dG.split(H, dim=-1)
-            if ctx.coupled:  # (p_f, p_o): f sees c_{t-1}, o sees c_t
-                d_w_ph = torch.cat([(blocks[0] * c_prev).sum((0, 1)), (blocks[2] * cn).sum((0, 1))])
-            else:
-                d_w_ph = torch.cat([(blocks[0] * c_prev).sum((0, 1)), (blocks[1] * c_prev).sum((0, 1)),
-                                    (blocks[3] * cn).sum((0, 1))])
-        return dG, dh0, dc0, d_w_hh, d_w_hr, d_w_ph, None, None, None, None, None
+    torch.library.register_fake(lib + "lstm_fwd")(_fake_lstm_fwd)
+    torch.library.register_fake(lib + "lstm_bwd")(_fake_lstm_bwd)
+    torch.library.register_fake(lib + "gru_fwd")(_fake_gru_fwd)
+    torch.library.register_fake(lib + "gru_bwd")(_fake_gru_bwd)
+    torch.library.register_fake(lib + "rnn_fwd")(_fake_rnn_fwd)
+    torch.library.register_fake(lib + "rnn_bwd")(_fake_rnn_bwd)
+    torch.library.register_fake(lib + "lstm_ln_fwd")(_fake_lstm_ln_fwd)
+    torch.library.register_fake(lib + "lstm_ln_bwd")(_fake_lstm_ln_bwd)
 
     torch.library.register_autograd(lib + "lstm_fwd", lstm_backward, setup_context=lstm_setup)
-
-    @torch.library.register_fake(lib + "lstm_ln_fwd")
-    def _(gx, h0, c0, w_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled):
-        T, B, GH = gx.shape
-        H = c0.shape[1]
-        e = gx.new_empty
-        return (e(T, B, H), e(B, H), e(B, H), e(T, B, GH), e(T, B, H), e(T, B, H) if zo_c is not None else e(0),
-                e(T, B, GH), e(T, B), e(T, B, H), e(T, B))
-
-    @torch.library.register_fake(lib + "lstm_ln_bwd")
-    def _(dy, dhT, dcT, gates, cn, cs, c0, w_hh, n_hh, r_hh, n_c, r_c, ln_hh_w, ln_c_w, ln_c_b, w_ph, batch_sizes,
-          rd_mask, zo_h, zo_c, coupled):
-        return (gates.new_empty(gates.shape), gates.new_empty(gates.shape), dhT.new_empty(dhT.shape),
-                dcT.new_empty(dcT.shape), cn.new_empty(cn.shape))
-
-    # layer-norm LSTM: inputs (gx, h0, c0, w_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask,
-    # zo_h, zo_c, coupled); gx already holds LN_ih(x W_ih^T) + biases (autograd handles that part)
-    def ln_setup(ctx, inputs, output):
-        gx, h0, c0, w_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled = inputs
-        y, _h, _c, gates, cn, cs, n_hh, r_hh, n_c, r_c = output
-        ctx.coupled = coupled
-        ctx.save_for_backward(h0, c0, w_hh, ln_hh_w, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c, y, gates,
-                              cn, cs, n_hh, r_hh, n_c, r_c)
-
-    def ln_backward(ctx, dy, dhT, dcT, *_unused):
-        (h0, c0, w_hh, ln_hh_w, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c, y, gates, cn, cs, n_hh, r_hh,
-         n_c, r_c) = ctx.saved_tensors
-        dA, dGh, dh0, dc0, dcl = torch.ops.lstmkit.lstm_ln_bwd(
-            _zeros_if_none(dy, y), _zeros_if_none(dhT, h0), _zeros_if_none(dcT, c0), gates, cn, cs, c0, w_hh, n_hh,
-            r_hh, n_c, r_c, ln_hh_w, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c, ctx.coupled)
-        T, B, GH = gates.shape
-        H = c0.shape[1]
-        h_prev = torch.cat([h0.unsqueeze(0), y[:-1]]) if T > 1 else h0.unsqueeze(0)
-        if rd_mask is not None:
-            h_prev = h_prev * rd_mask
-        d_w_hh = dGh.view(T * B, GH).t().mm(h_prev.reshape(T * B, H))
-        d_ln_hh_w = (dA * n_hh).sum((0, 1))
-        d_ln_hh_b = dA.sum((0, 1))
-        d_ln_c_w = (dcl * n_c).sum((0, 1))
-        d_ln_c_b = dcl.sum((0, 1))
-        d_w_ph = None
-        if w_ph is not None:
-            carried = cs if zo_c is not None else cn
-            c_prev = torch.cat([c0.unsqueeze(0), carried[:-1]]) if T > 1 else c0.unsqueeze(0)
-            blocks = dA.split(H, dim=-1)
-            if ctx.coupled:
-                d_w_ph = torch.cat([(blocks[0] * c_prev).sum((0, 1)), (blocks[2] * cn).sum((0, 1))])
-            else:
-                d_w_ph = torch.cat([(blocks[0] * c_prev).sum((0, 1)), (blocks[1] * c_prev).sum((0, 1)),
-                                    (blocks[3] * cn).sum((0, 1))])
-        return (dA, dh0, dc0, d_w_hh, d_ln_hh_w, d_ln_hh_b, d_ln_c_w, d_ln_c_b, d_w_ph, None, None, None, None,
-                None)
-
     torch.library.register_autograd(lib + "lstm_ln_fwd", ln_backward, setup_context=ln_setup)
-
-    # GRU: inputs (gx, h0, w_hh, b_hh, batch_sizes, rd_mask, zo_h)
-    def gru_setup(ctx, inputs, output):
-        gx, h0, w_hh, b_hh, batch_sizes, rd_mask, zo_h = inputs
-        y, _h, gates, ghn = output
-        ctx.has_b_hh = b_hh is not None
-        ctx.save_for_backward(h0, w_hh, batch_sizes, rd_mask, zo_h, y, gates, ghn)
-
-    def gru_backward(ctx, dy, dhT, *_unused):
-        h0, w_hh, batch_sizes, rd_mask, zo_h, y, gates, ghn = ctx.saved_tensors
-        dGx, dGh, dh0 = torch.ops.lstmkit.gru_bwd(_zeros_if_none(dy, y), _zeros_if_none(dhT, h0), gates, ghn, h0,
-                                                  y, w_hh, batch_sizes, rd_mask, zo_h)
-        T, B, H3 = gates.shape
-        H = H3 // 3
-        h_prev = torch.cat([h0.unsqueeze(0), y[:-1]]) if T > 1 else h0.unsqueeze(0)
-        if rd_mask is not None:
-            h_prev = h_prev * rd_mask
-        dGh2 = dGh.view(T * B, H3)
-        d_w_hh = dGh2.t().mm(h_prev.reshape(T * B, H)) if ctx.needs_input_grad[2] else None
-        d_b_hh = dGh2.sum(0) if ctx.has_b_hh and ctx.needs_input_grad[3] else None
-        return dGx, dh0, d_w_hh, d_b_hh, None, None, None
-
     torch.library.register_autograd(lib + "gru_fwd", gru_backward, setup_context=gru_setup)
-
-    # RNN: inputs (gx, h0, w_hh, batch_sizes, rd_mask, zo_h, relu)
-    def rnn_setup(ctx, inputs, output):
-        gx, h0, w_hh, batch_sizes, rd_mask, zo_h, relu = inputs
-        y, _h, hn = output
-        ctx.relu = relu
-        ctx.save_for_backward(h0, w_hh, batch_sizes, rd_mask, zo_h, y, hn)
-
-    def rnn_backward(ctx, dy, dhT, *_unused):
-        h0, w_hh, batch_sizes, rd_mask, zo_h, y, hn = ctx.saved_tensors
-        act = hn if zo_h is not None else y
-        dA, dh0 = torch.ops.lstmkit.rnn_bwd(_zeros_if_none(dy, y), _zeros_if_none(dhT, h0), act, w_hh,
-                                            batch_sizes, rd_mask, zo_h, ctx.relu)
-        T, B, H = y.shape
-        h_prev = torch.cat([h0.unsqueeze(0), y[:-1]]) if T > 1 else h0.unsqueeze(0)
-        if rd_mask is not None:
-            h_prev = h_prev * rd_mask
-        d_w_hh = dA.view(T * B, H).t().mm(h_prev.reshape(T * B, H)) if ctx.needs_input_grad[2] else None
-        return dA, dh0, d_w_hh, None, None, None, None
-
     torch.library.register_autograd(lib + "rnn_fwd", rnn_backward, setup_context=rnn_setup)
 
 
+FUNCTIONS = {}
 if _C is not None:
     _register()
+    FUNCTIONS = {"lstm_fwd": _function("lstm_fwd", lstm_setup, lstm_backward),
+                 "lstm_ln_fwd": _function("lstm_ln_fwd", ln_setup, ln_backward),
+                 "gru_fwd": _function("gru_fwd", gru_setup, gru_backward),
+                 "rnn_fwd": _function("rnn_fwd", rnn_setup, rnn_backward)}
 
 
 # -- one layer-direction ---------------------------------------------------------------------------------
@@ -236,6 +272,16 @@ def _sort_by_length(lengths: Tensor, T: int):
         inv[perm] = torch.arange(perm.numel())
     batch_sizes = (sorted_len.unsqueeze(0) > torch.arange(T).unsqueeze(1)).sum(1)  # (T,)
     return perm, inv, batch_sizes
+
+
+class _Kernels:
+    """``kern.lstm_fwd(...)``: the autograd Function when a gradient is needed, else the bare kernel."""
+
+    def __init__(self, needs_grad: bool):
+        self.needs_grad = needs_grad
+
+    def __getattr__(self, name):
+        return FUNCTIONS[name].apply if self.needs_grad else getattr(_C, name)
 
 
 def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths: Optional[Tensor] = None,
@@ -255,7 +301,7 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
     # inference (nothing needs a gradient): call the kernels directly, without dispatcher or autograd wrapper
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or h0.requires_grad or any(
         t is not None and t.requires_grad for t in w) or (c0 is not None and c0.requires_grad))
-    kern = torch.ops.lstmkit if needs_grad else _C
+    kern = _Kernels(needs_grad)
     low = x.dtype == torch.bfloat16
     f32 = (lambda t: None if t is None else t.float()) if low else _opt  # noqa: E731
     h0 = f32(h0).contiguous()

@@ -75,11 +75,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
       .def("reset", &lstmkit::LSTMStream::reset)
       .def("state", &lstmkit::LSTMStream::state)
       .def("set_state", &lstmkit::LSTMStream::set_state);
-  // direct entry points for inference (no autograd): skip the dispatcher and the Python autograd wrapper
+  // direct entry points (the layers' autograd Functions and inference): skip the dispatcher and the Python autograd wrapper
   mod.def("lstm_fwd", &lstmkit::lstm_fwd);
   mod.def("lstm_ln_fwd", &lstmkit::lstm_ln_fwd);
   mod.def("gru_fwd", &lstmkit::gru_fwd);
   mod.def("rnn_fwd", &lstmkit::rnn_fwd);
+  mod.def("lstm_bwd", &lstmkit::lstm_bwd);
+  mod.def("lstm_ln_bwd", &lstmkit::lstm_ln_bwd);
+  mod.def("gru_bwd", &lstmkit::gru_bwd);
+  mod.def("rnn_bwd", &lstmkit::rnn_bwd);
 #if defined(__AVX512F__)
   mod.attr("simd") = "avx512";
 #else
