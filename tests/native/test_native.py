@@ -85,7 +85,8 @@ def test_gru_rnn_recurrent_dropout_match_reference(cls):
     _assert_match(ref, nat, torch.randn(6, 4, 5), torch.tensor([6, 2, 5, 1]), train=True)
 
 
-@pytest.mark.parametrize("kw", [{}, {"coupled": True, "peephole": True}, {"zoneout": 0.3}])
+@pytest.mark.parametrize("kw", [{}, {"coupled": True, "peephole": True}, {"zoneout": 0.3},
+                                {"layer_norm": True, "peephole": True, "zoneout": 0.2, "recurrent_dropout": 0.2}])
 def test_two_thread_team_matches_reference(kw):
     """Shapes large enough for the two-thread fused loop (H split across threads, a barrier per step)."""
     old = torch.get_num_threads()
@@ -93,7 +94,7 @@ def test_two_thread_team_matches_reference(kw):
     try:
         ref, nat = _pair(lnn.LSTM, 8, 40, **kw)  # 3 unit blocks: uneven split, masked tail block
         _assert_match(ref, nat, torch.randn(7, 9, 8), torch.tensor([7, 3, 1, 7, 5, 2, 6, 4, 7]),
-                      train=bool(kw.get("zoneout")))
+                      train=bool(kw.get("zoneout")))  # layer norm: batch split by balanced lengths
     finally:
         torch.set_num_threads(old)
 

@@ -4,6 +4,7 @@
 // Per step: gh = (h_{t-1} * mask) W_hh^T into a row buffer, LN over each row's G*H values, the gate pass with
 // LN of c_t before the output tanh. Saved for backward: normalised gh (n_hh) and c (n_c) and their 1/std.
 #include "kernels.h"
+#include "team.h"
 
 #include <tuple>
 #include <vector>
@@ -77,66 +78,89 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
   Tensor n_hh = at::zeros({T, B, GH}, opts), r_hh = at::zeros({T, B}, opts);
   Tensor n_c = at::zeros({T, B, H}, opts), r_c = at::zeros({T, B}, opts);
   Tensor h = h0.contiguous().clone(), c = c0.contiguous().clone();
-  Tensor gh = at::empty({B, GH}, opts), hm = at::empty({B, H}, opts);
   float *hp = h.data_ptr<float>(), *cp = c.data_ptr<float>();
   const auto bs = rows_active(batch_sizes, T, B);
-  for (int64_t t = 0; t < T; ++t) {
-    const int64_t bt = bs[t];
-    float* ghp = gh.data_ptr<float>();
-    std::memset(ghp, 0, sizeof(float) * bt * GH);
-    const float* hin = hp;
-    if (rdp) {
-      float* hmp = hm.data_ptr<float>();
-      for (int64_t k = 0; k < bt * H; ++k) hmp[k] = hp[k] * rdp[k];
-      hin = hmp;
-    }
-    gemm_acc((int)bt, (int)GH, (int)H, hin, (int)H, w_hh_tc.data_ptr<float>(), (int)GH, ghp, (int)GH, w_hh_t);
-    for (int64_t b = 0; b < bt; ++b) {
-      const int64_t row = t * B + b;
-      float* nh = n_hh.data_ptr<float>() + row * GH;
-      r_hh.data_ptr<float>()[row] = normalise(ghp + b * GH, nh, GH);
-      float* g = gates.data_ptr<float>() + row * GH;
-      const float* xg = gx.data_ptr<float>() + row * GH;
-      const float *w = lhw.data_ptr<float>(), *bb = lhb.data_ptr<float>();
-      for (int64_t k = 0; k < GH; ++k) g[k] = xg[k] + w[k] * nh[k] + bb[k];  // pre-activations
-      float* cb = cp + b * H;
-      float* cnb = cn.data_ptr<float>() + row * H;
-      const float* kc = zcp ? zcp + row * H : zero;
-      const float* af = coupled ? g : g + H;
-      float* ai = coupled ? nullptr : g;
-      float *fg = const_cast<float*>(af), *gg_ = fg + H, *og = gg_ + H;
-      for (int64_t j = 0; j < H; ++j) {
-        const float cprev = cb[j];
-        const float f = sigmoidf(fg[j] + p_f[j] * cprev);
-        const float i = ai ? sigmoidf(ai[j] + p_i[j] * cprev) : 1.f - f;
-        const float gv = tanhf_(gg_[j]);
-        const float cnew = f * cprev + i * gv;
-        if (ai) ai[j] = i;
-        fg[j] = f; gg_[j] = gv;
-        cnb[j] = cnew;
-        cb[j] = kc[j] * cprev + (1.f - kc[j]) * cnew;
+  // rows [b0, b1) through the whole time loop (rows are independent: the batch can be split between threads)
+  auto body = [&](int64_t b0, int64_t b1, bool split) {
+    FlushDenormals ftz;
+    Tensor gh = at::empty({B, GH}, opts), hm = at::empty({B, H}, opts);
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t be = std::max(b0, std::min(b1, bs[t])), nb = be - b0;  // active rows [b0, be)
+      float* ghp = gh.data_ptr<float>() + b0 * GH;
+      std::memset(ghp, 0, sizeof(float) * nb * GH);
+      const float* hin = hp + b0 * H;
+      if (rdp) {
+        float* hmp = hm.data_ptr<float>() + b0 * H;
+        for (int64_t k = 0; k < nb * H; ++k) hmp[k] = hin[k] * rdp[b0 * H + k];
+        hin = hmp;
       }
-      float* nc = n_c.data_ptr<float>() + row * H;
-      r_c.data_ptr<float>()[row] = normalise(cnb, nc, H);
-      const float *cw = lcw.data_ptr<float>(), *cbias = lcb.data_ptr<float>();
-      const float* kh = zhp ? zhp + row * H : zero;
-      float* hb = hp + b * H;
-      for (int64_t j = 0; j < H; ++j) {
-        const float o = sigmoidf(og[j] + p_o[j] * cnb[j]);
-        og[j] = o;
-        const float hn = o * tanhf_(cw[j] * nc[j] + cbias[j]);
-        hb[j] = kh[j] * hb[j] + (1.f - kh[j]) * hn;
+      if (split)
+        gemm_acc_cols((int)nb, (int)H, hin, (int)H, w_hh_tc.data_ptr<float>(), (int)GH, ghp, (int)GH, 0, (int)GH);
+      else
+        gemm_acc((int)nb, (int)GH, (int)H, hin, (int)H, w_hh_tc.data_ptr<float>(), (int)GH, ghp, (int)GH, w_hh_t);
+      for (int64_t b = b0; b < be; ++b) {
+        const int64_t row = t * B + b;
+        float* nh = n_hh.data_ptr<float>() + row * GH;
+        r_hh.data_ptr<float>()[row] = normalise(gh.data_ptr<float>() + b * GH, nh, GH);
+        float* g = gates.data_ptr<float>() + row * GH;
+        const float* xg = gx.data_ptr<float>() + row * GH;
+        const float *w = lhw.data_ptr<float>(), *bb = lhb.data_ptr<float>();
+#pragma omp simd
+        for (int64_t k = 0; k < GH; ++k) g[k] = xg[k] + w[k] * nh[k] + bb[k];  // pre-activations
+        float* cb = cp + b * H;
+        float* cnb = cn.data_ptr<float>() + row * H;
+        const float* kc = zcp ? zcp + row * H : zero;
+        if (coupled) {
+          float *fg = g, *gg_ = g + H;
+#pragma omp simd
+          for (int64_t j = 0; j < H; ++j) {
+            const float cprev = cb[j];
+            const float f = sigmoidf(fg[j] + p_f[j] * cprev);
+            const float gv = tanhf_(gg_[j]);
+            const float cnew = f * cprev + (1.f - f) * gv;
+            fg[j] = f; gg_[j] = gv;
+            cnb[j] = cnew;
+            cb[j] = kc[j] * cprev + (1.f - kc[j]) * cnew;
+          }
+        } else {
+          float *ai = g, *fg = g + H, *gg_ = g + 2 * H;
+#pragma omp simd
+          for (int64_t j = 0; j < H; ++j) {
+            const float cprev = cb[j];
+            const float f = sigmoidf(fg[j] + p_f[j] * cprev);
+            const float i = sigmoidf(ai[j] + p_i[j] * cprev);
+            const float gv = tanhf_(gg_[j]);
+            const float cnew = f * cprev + i * gv;
+            ai[j] = i; fg[j] = f; gg_[j] = gv;
+            cnb[j] = cnew;
+            cb[j] = kc[j] * cprev + (1.f - kc[j]) * cnew;
+          }
+        }
+        float* og = g + (coupled ? 2 : 3) * H;
+        float* nc = n_c.data_ptr<float>() + row * H;
+        r_c.data_ptr<float>()[row] = normalise(cnb, nc, H);
+        const float *cw = lcw.data_ptr<float>(), *cbias = lcb.data_ptr<float>();
+        const float* kh = zhp ? zhp + row * H : zero;
+        float* hb = hp + b * H;
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) {
+          const float o = sigmoidf(og[j] + p_o[j] * cnb[j]);
+          og[j] = o;
+          const float hn = o * tanhf_(cw[j] * nc[j] + cbias[j]);
+          hb[j] = kh[j] * hb[j] + (1.f - kh[j]) * hn;
+        }
+      }
+      if (zcp) std::memcpy(cs.data_ptr<float>() + (t * B + b0) * H, cp + b0 * H, sizeof(float) * (b1 - b0) * H);
+      float* y_t = y.data_ptr<float>() + t * B * H;
+      std::memcpy(y_t + b0 * H, hp + b0 * H, sizeof(float) * nb * H);
+      if (be < b1) {
+        std::memset(y_t + be * H, 0, sizeof(float) * (b1 - be) * H);
+        std::memset(gates.data_ptr<float>() + (t * B + be) * GH, 0, sizeof(float) * (b1 - be) * GH);
+        std::memcpy(cn.data_ptr<float>() + (t * B + be) * H, cp + be * H, sizeof(float) * (b1 - be) * H);
       }
     }
-    if (zcp) std::memcpy(cs.data_ptr<float>() + t * B * H, cp, sizeof(float) * B * H);
-    float* y_t = y.data_ptr<float>() + t * B * H;
-    std::memcpy(y_t, hp, sizeof(float) * bt * H);
-    if (bt < B) {
-      std::memset(y_t + bt * H, 0, sizeof(float) * (B - bt) * H);
-      std::memset(gates.data_ptr<float>() + (t * B + bt) * GH, 0, sizeof(float) * (B - bt) * GH);
-      std::memcpy(cn.data_ptr<float>() + (t * B + bt) * H, cp + bt * H, sizeof(float) * (B - bt) * H);
-    }
-  }
+  };
+  split_rows(bs, B, GH * H, body);
   return {y, h, c, gates, cn, cs, n_hh, r_hh, n_c, r_c};
 }
 
@@ -168,70 +192,78 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor& dy_
   const Tensor lhw = ln_hh_w.contiguous(), lcw = ln_c_w.contiguous(), lcb = ln_c_b.contiguous(), c0c = c0.contiguous();
   const float* csp = zcp ? cs.data_ptr<float>() : cn.data_ptr<float>();
   Tensor dA = at::zeros({T, B, GH}, opts), dGh = at::zeros({T, B, GH}, opts), dcl = at::zeros({T, B, H}, opts);
-  Tensor dh = dhT.contiguous().clone(), dc = dcT.contiguous().clone(), rec = at::empty({B, H}, opts);
-  Tensor dn = at::empty({GH}, opts), dcn_ln = at::empty({H}, opts);
+  Tensor dh = dhT.contiguous().clone(), dc = dcT.contiguous().clone();
   float *dhp = dh.data_ptr<float>(), *dcp = dc.data_ptr<float>();
   const auto bs = rows_active(batch_sizes, T, B);
-  for (int64_t t = T - 1; t >= 0; --t) {
-    const int64_t bt = bs[t];
-    const float* cprev_t = t > 0 ? csp + (t - 1) * B * H : c0c.data_ptr<float>();
-    for (int64_t b = 0; b < bt; ++b) {
-      const int64_t row = t * B + b;
-      const float* g = gates.data_ptr<float>() + row * GH;
-      float* da = dA.data_ptr<float>() + row * GH;
-      const float* nc = n_c.data_ptr<float>() + row * H;
-      const float* cpb = cprev_t + b * H;
-      const float* kh = zhp ? zhp + row * H : zero;
-      const float* kc = zcp ? zcp + row * H : zero;
-      float* dclb = dcl.data_ptr<float>() + row * H;
-      const float *cw = lcw.data_ptr<float>(), *cbias = lcb.data_ptr<float>();
-      const float* og = coupled ? g + 2 * H : g + 3 * H;
-      float* dao = coupled ? da + 2 * H : da + 3 * H;
-      float* dnc = dn.data_ptr<float>();  // reuse: dLoss/dn_c, H values
-      for (int64_t j = 0; j < H; ++j) {
-        const int64_t k = b * H + j;
-        const float d = dy.data_ptr<float>()[row * H + j] + dhp[k];
-        const float dm = (1.f - kh[j]) * d;
-        dhp[k] = kh[j] * d;
-        const float o = og[j];
-        const float tl = tanhf_(cw[j] * nc[j] + cbias[j]);
-        dao[j] = dm * tl * o * (1.f - o);
-        dclb[j] = dm * o * (1.f - tl * tl);
-        dnc[j] = dclb[j] * cw[j];
-      }
-      float* dcnl = dcn_ln.data_ptr<float>();
-      normalise_backward(dnc, nc, r_c.data_ptr<float>()[row], dcnl, H);
-      float* dcb = dcp + b * H;
-      for (int64_t j = 0; j < H; ++j) {
-        const float cprev = cpb[j], dcarry = dcb[j];
-        const float dcn = dcnl[j] + dao[j] * p_o[j] + (1.f - kc[j]) * dcarry;
-        if (coupled) {
-          const float f = g[j], gv = g[H + j];
-          const float af = dcn * (cprev - gv) * f * (1.f - f);
-          da[j] = af;
-          da[H + j] = dcn * (1.f - f) * (1.f - gv * gv);
-          dcb[j] = kc[j] * dcarry + dcn * f + af * p_f[j];
-        } else {
-          const float i = g[j], f = g[H + j], gv = g[2 * H + j];
-          const float ai = dcn * gv * i * (1.f - i), af = dcn * cprev * f * (1.f - f);
-          da[j] = ai; da[H + j] = af;
-          da[2 * H + j] = dcn * i * (1.f - gv * gv);
-          dcb[j] = kc[j] * dcarry + dcn * f + ai * p_i[j] + af * p_f[j];
+  auto body = [&](int64_t b0, int64_t b1, bool split) {
+    FlushDenormals ftz;
+    Tensor rec = at::empty({B, H}, opts), dn = at::empty({GH}, opts), dcn_ln = at::empty({H}, opts);
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const int64_t be = std::max(b0, std::min(b1, bs[t])), nb = be - b0;
+      const float* cprev_t = t > 0 ? csp + (t - 1) * B * H : c0c.data_ptr<float>();
+      for (int64_t b = b0; b < be; ++b) {
+        const int64_t row = t * B + b;
+        const float* g = gates.data_ptr<float>() + row * GH;
+        float* da = dA.data_ptr<float>() + row * GH;
+        const float* nc = n_c.data_ptr<float>() + row * H;
+        const float* cpb = cprev_t + b * H;
+        const float* kh = zhp ? zhp + row * H : zero;
+        const float* kc = zcp ? zcp + row * H : zero;
+        float* dclb = dcl.data_ptr<float>() + row * H;
+        const float *cw = lcw.data_ptr<float>(), *cbias = lcb.data_ptr<float>();
+        const float* og = coupled ? g + 2 * H : g + 3 * H;
+        float* dao = coupled ? da + 2 * H : da + 3 * H;
+        float* dnc = dn.data_ptr<float>();  // reuse: dLoss/dn_c, H values
+        for (int64_t j = 0; j < H; ++j) {
+          const int64_t k = b * H + j;
+          const float d = dy.data_ptr<float>()[row * H + j] + dhp[k];
+          const float dm = (1.f - kh[j]) * d;
+          dhp[k] = kh[j] * d;
+          const float o = og[j];
+          const float tl = tanhf_(cw[j] * nc[j] + cbias[j]);
+          dao[j] = dm * tl * o * (1.f - o);
+          dclb[j] = dm * o * (1.f - tl * tl);
+          dnc[j] = dclb[j] * cw[j];
         }
+        float* dcnl = dcn_ln.data_ptr<float>();
+        normalise_backward(dnc, nc, r_c.data_ptr<float>()[row], dcnl, H);
+        float* dcb = dcp + b * H;
+        for (int64_t j = 0; j < H; ++j) {
+          const float cprev = cpb[j], dcarry = dcb[j];
+          const float dcn = dcnl[j] + dao[j] * p_o[j] + (1.f - kc[j]) * dcarry;
+          if (coupled) {
+            const float f = g[j], gv = g[H + j];
+            const float af = dcn * (cprev - gv) * f * (1.f - f);
+            da[j] = af;
+            da[H + j] = dcn * (1.f - f) * (1.f - gv * gv);
+            dcb[j] = kc[j] * dcarry + dcn * f + af * p_f[j];
+          } else {
+            const float i = g[j], f = g[H + j], gv = g[2 * H + j];
+            const float ai = dcn * gv * i * (1.f - i), af = dcn * cprev * f * (1.f - f);
+            da[j] = ai; da[H + j] = af;
+            da[2 * H + j] = dcn * i * (1.f - gv * gv);
+            dcb[j] = kc[j] * dcarry + dcn * f + ai * p_i[j] + af * p_f[j];
+          }
+        }
+        // through LN_hh: dGh = LN backward of (dA * gain)
+        float* dnh = dn.data_ptr<float>();  // now G*H values
+        const float* w = lhw.data_ptr<float>();
+        for (int64_t k = 0; k < GH; ++k) dnh[k] = da[k] * w[k];
+        normalise_backward(dnh, n_hh.data_ptr<float>() + row * GH, r_hh.data_ptr<float>()[row],
+                           dGh.data_ptr<float>() + row * GH, GH);
       }
-      // through LN_hh: dGh = LN backward of (dA * gain)
-      float* dnh = dn.data_ptr<float>();  // now G*H values
-      const float* w = lhw.data_ptr<float>();
-      for (int64_t k = 0; k < GH; ++k) dnh[k] = da[k] * w[k];
-      normalise_backward(dnh, n_hh.data_ptr<float>() + row * GH, r_hh.data_ptr<float>()[row],
-                         dGh.data_ptr<float>() + row * GH, GH);
+      float* rp = rec.data_ptr<float>() + b0 * H;
+      std::memset(rp, 0, sizeof(float) * nb * H);
+      const float* dgh = dGh.data_ptr<float>() + (t * B + b0) * GH;
+      if (split)
+        gemm_acc_cols((int)nb, (int)GH, dgh, (int)GH, w_hh.data_ptr<float>(), (int)H, rp, (int)H, 0, (int)H);
+      else
+        gemm_acc((int)nb, (int)H, (int)GH, dgh, (int)GH, w_hh.data_ptr<float>(), (int)H, rp, (int)H, w_hh);
+      float* dhb = dhp + b0 * H;
+      for (int64_t k = 0; k < nb * H; ++k) dhb[k] += rdp ? rp[k] * rdp[b0 * H + k] : rp[k];
     }
-    float* rp = rec.data_ptr<float>();
-    std::memset(rp, 0, sizeof(float) * bt * H);
-    gemm_acc((int)bt, (int)H, (int)GH, dGh.data_ptr<float>() + t * B * GH, (int)GH, w_hh.data_ptr<float>(), (int)H,
-             rp, (int)H, w_hh);
-    for (int64_t k = 0; k < bt * H; ++k) dhp[k] += rdp ? rp[k] * rdp[k] : rp[k];
-  }
+  };
+  split_rows(bs, B, GH * H, body);
   return {dA, dGh, dh, dc, dcl};
 }
 

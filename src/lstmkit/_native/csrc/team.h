@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdlib>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -91,5 +92,39 @@ class Team2 {
   std::atomic<uint64_t> go_{0}, done_{0};
   const std::function<void(int)>* job_ = nullptr;
 };
+
+}  // namespace lstmkit
+
+#include <ATen/Parallel.h>
+#include <vector>
+
+namespace lstmkit {
+
+// Run body(b0, b1, split) on the batch rows [0, B): split between the two threads of the team when each half has
+// enough work (rows are independent through the whole time loop, so no barrier is needed), else on one thread.
+// ``bs`` are the rows active per step (rows sorted longest first): the split point balances the total steps.
+template <class F>
+void split_rows(const std::vector<int64_t>& bs, int64_t B, int64_t macs_per_row_step, F&& body) {
+  static const int forced = [] {
+    const char* e = std::getenv("LSTMKIT_THREADS");
+    return e ? std::atoi(e) : 0;
+  }();
+  int64_t total = 0;
+  for (int64_t v : bs) total += v;
+  const bool two = B >= 2 && forced != 1 && at::get_num_threads() >= 2 && !at::in_parallel_region() &&
+                   (forced >= 2 || macs_per_row_step * B >= 16384);
+  if (!two) { body((int64_t)0, B, false); return; }
+  // mid: the first row index where the rows before it hold half of all row-steps
+  int64_t mid = 1, acc = 0;
+  for (int64_t b = 0; b < B - 1; ++b) {
+    int64_t len = 0;
+    for (int64_t v : bs) len += v > b ? 1 : 0;
+    acc += len;
+    mid = b + 1;
+    if (2 * acc >= total) break;
+  }
+  std::function<void(int)> job = [&](int tid) { tid == 0 ? body((int64_t)0, mid, true) : body(mid, B, true); };
+  Team2::get().run(job);
+}
 
 }  // namespace lstmkit
