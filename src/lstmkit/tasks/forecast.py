@@ -169,12 +169,16 @@ def resolve(cfg: ForecastConfig, series: Series, bundled: Optional[str]) -> dict
     season = cfg.season if cfg.season is not None else series.season
     if season < 1:
         raise UserError(f"--season={season} must be a positive integer")
-    horizon = cfg.horizon or (datasets.HORIZONS.get(bundled) if bundled else None) or (season if season > 1 else 10)
+    horizon = cfg.horizon
+    if horizon is None:
+        horizon = (datasets.HORIZONS.get(bundled) if bundled else None) or (season if season > 1 else 10)
     if horizon < 1:
         raise UserError(f"--horizon={horizon} must be a positive integer")
     n_train = n - horizon
     val = cfg.val if cfg.val is not None else max(horizon, int(round(0.1 * n_train)))
     fit_end = n_train - val
+    if cfg.window is not None and cfg.window < 1:
+        raise UserError(f"--window={cfg.window} must be a positive integer")
     window = cfg.window or (2 * season if season > 1 else 3 * horizon)
     if cfg.window is None:  # keep at least 16 training windows when the series allows it
         window = max(min(window, fit_end - horizon - 15), min(window, 4))
@@ -202,7 +206,7 @@ def _predict_windows(model: LSTMForecaster, scaler: Scaler, X: np.ndarray) -> np
     model.eval()
     with torch.no_grad():
         z = model(torch.from_numpy(scaler.inputs(X))).numpy().astype(np.float64)
-    return scaler.decode(X, z)
+    return np.sort(scaler.decode(X, z), axis=-1)  # rearrange crossed quantiles so q10 <= median <= q90
 
 
 def _fit(model, scaler, Xf, Yf, Xv, Yv, s: dict, cfg: ForecastConfig) -> Dict[str, list]:
