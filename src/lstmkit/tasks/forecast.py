@@ -12,7 +12,8 @@ Pipeline (``train(cfg)``; the CLI is ``lstmkit train forecast``, see docs/tasks.
    season; ``"naive"``: the last value), all ``horizon`` steps at once (direct multi-step output: one linear
    head reading the last hidden state; no feeding back of its own forecasts, so errors do not compound);
 4. the head outputs three quantiles (10%, 50%, 90%) trained with the pinball loss: the median is the point
-   forecast, 10-90% the prediction interval drawn in the plot;
+   forecast, 10-90% the prediction interval drawn in the plot. Crossed quantiles are sorted, then the band is
+   widened or narrowed by one factor so that 80% of the validation targets fall inside (calibration);
 5. metrics (MAE, RMSE, MAPE, sMAPE, MASE) of the model and of the naive and seasonal-naive baselines on the
    test window; plots; report.
 
@@ -116,8 +117,9 @@ class Scaler:
     ``encode(X, Y)``: ``(Y - base(X)) / out_scale``; ``decode(X, Z)`` inverts it (Z may have a quantile axis).
     """
 
-    def __init__(self, k: int, season: int, base: str, in_scale, out_scale, cov_mean, cov_std):
-        self.k, self.season, self.base = k, season, base
+    def __init__(self, k: int, season: int, base: str, in_scale, out_scale, cov_mean, cov_std,
+                 interval_scale: float = 1.0):
+        self.k, self.season, self.base, self.interval_scale = k, season, base, float(interval_scale)
         self.in_scale, self.out_scale = np.asarray(in_scale, float), np.asarray(out_scale, float)
         self.cov_mean, self.cov_std = np.asarray(cov_mean, float), np.asarray(cov_std, float)
 
@@ -133,11 +135,12 @@ class Scaler:
 
     def state(self) -> dict:
         return {"season": self.season, "base": self.base, "in_scale": self.in_scale, "out_scale": self.out_scale,
-                "cov_mean": self.cov_mean, "cov_std": self.cov_std}
+                "cov_mean": self.cov_mean, "cov_std": self.cov_std, "interval_scale": self.interval_scale}
 
     @classmethod
     def from_state(cls, k: int, st: dict) -> "Scaler":
-        return cls(k, st["season"], st["base"], st["in_scale"], st["out_scale"], st["cov_mean"], st["cov_std"])
+        return cls(k, st["season"], st["base"], st["in_scale"], st["out_scale"], st["cov_mean"], st["cov_std"],
+                   st.get("interval_scale", 1.0))
 
     def base_forecast(self, X: np.ndarray, h: int) -> np.ndarray:
         """(N, h, K) base forecast from input windows X (N, L, D)."""
@@ -206,7 +209,24 @@ def _predict_windows(model: LSTMForecaster, scaler: Scaler, X: np.ndarray) -> np
     model.eval()
     with torch.no_grad():
         z = model(torch.from_numpy(scaler.inputs(X))).numpy().astype(np.float64)
-    return np.sort(scaler.decode(X, z), axis=-1)  # rearrange crossed quantiles so q10 <= median <= q90
+    fc = np.sort(scaler.decode(X, z), axis=-1)  # rearrange crossed quantiles so q10 <= median <= q90
+    return widen(fc, scaler.interval_scale)
+
+
+def widen(fc: np.ndarray, factor: float) -> np.ndarray:
+    """Scale the distance of the outer quantiles from the median by ``factor`` (interval calibration)."""
+    med = fc[..., 1:2]
+    return med + (fc - med) * factor
+
+
+def calibrate(fc: np.ndarray, Y: np.ndarray, target: float = 0.8) -> float:
+    """Smallest factor in [0.5, 5] by which the 10-90% band of forecasts ``fc`` (N, H, K, 3) must be widened so
+    that a share ``target`` of the validation targets ``Y`` (N, H, K) falls inside (split-conformal style)."""
+    for a in np.arange(0.5, 5.0001, 0.05):
+        w = widen(fc, a)
+        if np.mean((Y >= w[..., 0]) & (Y <= w[..., 2])) >= target:
+            return float(round(a, 2))
+    return 5.0
 
 
 def _fit(model, scaler, Xf, Yf, Xv, Yv, s: dict, cfg: ForecastConfig) -> Dict[str, list]:
@@ -257,7 +277,7 @@ def _plot_forecast(path, series: Series, train_end: int, fc: np.ndarray, baselin
 
     k = series.values.shape[1]
     fig, axes = plt.subplots(k, 1, figsize=(10, 3.2 * k), squeeze=False)
-    t = np.arange(len(series))
+    t = np.asarray(series.times)
     lo = max(0, train_end - context)
     qi = {q: i for i, q in enumerate(QUANTILES)}
     for j, ax in enumerate(axes[:, 0]):
@@ -268,10 +288,10 @@ def _plot_forecast(path, series: Series, train_end: int, fc: np.ndarray, baselin
         ax.plot(tt, fc[:, j, qi[0.5]], color="tab:blue", lw=1.5, label="LSTM forecast (median)")
         for (name, b), col in zip(baselines.items(), ("tab:orange", "tab:green")):
             ax.plot(tt, b[:, j], color=col, lw=1, ls="--", label=name)
-        ax.axvline(train_end - 0.5, color="grey", ls=":", lw=1)
+        ax.axvline(t[train_end - 1], color="grey", ls=":", lw=1)
         ax.set_title(f"{series.target_names[j]}: last {len(series) - lo} of {len(series)} points; test = right of "
                      f"the dotted line")
-        ax.set_xlabel(f"step ({series.freq})")
+        ax.set_xlabel(f"{series.time_col} ({series.freq})")
         ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -323,6 +343,8 @@ def train(cfg: ForecastConfig) -> dict:
     budget = TimeBudget(None)
     hist = _fit(model, scaler, Xf, Yf, Xv, Yv, s, cfg)
     seconds = budget.elapsed()
+    if len(Xv):  # calibrate the 10-90% band on the validation windows
+        scaler.interval_scale = calibrate(_predict_windows(model, scaler, Xv), Yv)
     # test: forecast the last H points from the window that ends where the test starts
     feats = y if cov is None else np.concatenate([y, cov], axis=1)
     x_last = feats[sp.train_end - L:sp.train_end][None]
@@ -362,7 +384,8 @@ def train(cfg: ForecastConfig) -> dict:
                          f"model: {c.cell} hidden {s['hidden']} x {s['layers']} layer(s), window {L}, "
                          f"residual over the {s['base']} forecast, direct {H}-step output with 10/50/90% quantiles",
                          f"MASE is scaled by the in-sample seasonal-naive MAE (season {s['season']}); "
-                         f"coverage_80 = share of test points inside the 10-90% interval",
+                         f"coverage_80 = share of test points inside the 10-90% interval (its width calibrated "
+                         f"on the validation windows: factor {scaler.interval_scale:g})",
                          f"training: {len(hist['loss'])} epochs, {seconds:.1f} s, {len(Xf)} windows"])
     return metrics
 
