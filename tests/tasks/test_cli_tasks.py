@@ -136,6 +136,13 @@ def test_classify_long_csv(tmp_path):
                        "--out", tmp_path / "o", *TINY)
     assert rc == 0, err
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["data"]["dims"] == 2
+    # predicting on a long CSV without the label column
+    lines = (DATA / "long.csv").read_text().splitlines()
+    (tmp_path / "nolabel.csv").write_text("\n".join(ln.rsplit(",", 1)[0] for ln in lines) + "\n")
+    rc, text, err = run("predict", "--model", tmp_path / "o", "--data", tmp_path / "nolabel.csv")
+    assert rc == 0, err
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert sorted(r["id"] for r in rows) == sorted(f"s{i}" for i in range(12))
 
 
 @pytest.mark.parametrize("train,test,match", [

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from lstmkit.data import datasets
-from lstmkit.data.ucr import SequenceSet, load_sequences
+from lstmkit.data.ucr import SequenceSet, load_long_csv, load_sequences
 from lstmkit.errors import UserError
 from lstmkit.models import Model, load_model, register, save_model
 from lstmkit.tasks import metrics as M
@@ -311,8 +311,10 @@ def _load_trained(model_dir):
     return cfg, load_model(Path(model_dir) / "model")
 
 
-def _prepare(cfg: dict, data) -> tuple:
+def _prepare(cfg: dict, data, labelled: bool = True) -> tuple:
     ss = load_sequences(data)
+    if not labelled and not str(data).lower().endswith(".ts") and ss.dims == cfg["dims"] - 1:
+        ss = load_long_csv(data, label_col="")  # long CSV without a label column: id, time, features
     if ss.dims != cfg["dims"]:
         raise UserError(f"--data has {ss.dims} dimension(s) per step, the model was trained on {cfg['dims']}")
     return ss, normalise(ss.series, cfg["norm"], cfg.get("norm_stats"))
@@ -321,7 +323,7 @@ def _prepare(cfg: dict, data) -> tuple:
 def predict(args) -> int:
     """``lstmkit predict``: CSV with id, predicted label and one probability column per class."""
     cfg, model = _load_trained(args.model)
-    ss, xs = _prepare(cfg, args.data)
+    ss, xs = _prepare(cfg, args.data, labelled=False)
     p = torch.softmax(torch.from_numpy(_logits(model, xs)), 1).numpy()
     classes = cfg["classes"]
     lines = [",".join(["id", "label"] + [f"p_{c}" for c in classes])]
