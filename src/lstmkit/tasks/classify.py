@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from lstmkit.data import datasets
+from lstmkit.data.timeseries import read_table
 from lstmkit.data.ucr import SequenceSet, load_long_csv, load_sequences
 from lstmkit.errors import UserError
 from lstmkit.models import Model, load_model, register, save_model
@@ -312,9 +313,11 @@ def _load_trained(model_dir):
 
 
 def _prepare(cfg: dict, data, labelled: bool = True) -> tuple:
-    ss = load_sequences(data)
-    if not labelled and not str(data).lower().endswith(".ts") and ss.dims == cfg["dims"] - 1:
+    if not labelled and not str(data).lower().endswith(".ts") and \
+            len(read_table(data).columns) == cfg["dims"] + 2:
         ss = load_long_csv(data, label_col="")  # long CSV without a label column: id, time, features
+    else:
+        ss = load_sequences(data)
     if ss.dims != cfg["dims"]:
         raise UserError(f"--data has {ss.dims} dimension(s) per step, the model was trained on {cfg['dims']}")
     return ss, normalise(ss.series, cfg["norm"], cfg.get("norm_stats"))
