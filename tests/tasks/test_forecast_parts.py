@@ -64,7 +64,7 @@ def test_forecaster_output_shape():
 def test_resolve_defaults():
     co2 = load_series(datasets.path("co2"))
     s = resolve(ForecastConfig(), co2, "co2")
-    assert (s["horizon"], s["season"], s["window"], s["base"]) == (52, 52, 104, "seasonal")
+    assert (s["horizon"], s["season"], s["window"], s["base"]) == (52, 52, 52, "naive")
     assert s["val"] == round(0.1 * (2284 - 52))
     nile = load_series(datasets.path("nile"))
     s = resolve(ForecastConfig(horizon=10), nile, None)

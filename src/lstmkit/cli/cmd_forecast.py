@@ -43,9 +43,9 @@ def register(sub, train_sub) -> None:
                    help="season length (default: from the frequency: weekly 52, monthly 12, daily 7, hourly 24, "
                         "quarterly 4, else 1)")
     p.add_argument("--window", type=int, default=None, metavar="N",
-                   help="input window length (default: 2 seasons, or 3 horizons without a season)")
+                   help="input window length (default: one season, or 3 horizons without a season)")
     p.add_argument("--base", choices=("seasonal", "naive"), default=None,
-                   help="forecast the network corrects (default: seasonal when the window holds a season)")
+                   help="forecast the network corrects: the last value (naive, default) or the last season")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 3e-3)")
     add_common_flags(p, default_out="runs/forecast")
     p.set_defaults(func=_run)

@@ -7,7 +7,7 @@ Pipeline (``train(cfg)``; CLI ``lstmkit train classify``, see docs/tasks.md):
 2. **z-normalisation** (``norm``): ``"series"`` (default) scales each series and dimension to mean 0 / std 1 over
    its own valid steps, the UCR convention, so the shape decides, not the level; ``"global"`` uses one
    mean/std per dimension fitted on the training set (keeps level information); ``"none"`` leaves values;
-3. the network: a (bidirectional) recurrent encoder run with ``lengths=`` so padded steps never enter it; its
+3. the network: a recurrent encoder (forwards, or both ways with ``bidirectional``) run with ``lengths=`` so padded steps never enter it; its
    final states and the mean of its outputs over the valid steps feed a linear softmax head;
 4. Adam on cross-entropy with early stopping on a stratified validation split of the training set, best
    weights restored; accuracy, macro F1 and the confusion matrix on the test set, vs the majority class.
@@ -49,7 +49,7 @@ class ClassifyConfig:
     Attributes:
         data / test_data: training and test files (.ts or long CSV); both None = bundled ItalyPowerDemand.
         norm: z-normalisation, one of :data:`NORMS` (see module doc).
-        bidirectional: read each series both ways (default True).
+        bidirectional: read each series both ways too (default False: forwards only, see docs/tasks.md).
         val_fraction: share of the training set held out (stratified) for early stopping.
         lr, patience: Adam learning rate and early-stopping patience (epochs).
         common: the shared flags.
@@ -58,7 +58,7 @@ class ClassifyConfig:
     data: Optional[str] = None
     test_data: Optional[str] = None
     norm: str = "series"
-    bidirectional: bool = True
+    bidirectional: bool = False
     val_fraction: float = 0.2
     lr: float = DEFAULTS["lr"]
     patience: int = DEFAULTS["patience"]
@@ -74,7 +74,7 @@ class LSTMClassifier(Model):
     """
 
     def __init__(self, n_inputs: int, n_classes: int, hidden: int = 32, layers: int = 1, cell: str = "lstm",
-                 bidirectional: bool = True, backend: str = "auto"):
+                 bidirectional: bool = False, backend: str = "auto"):
         super().__init__()
         self.rnn = make_recurrent(cell, n_inputs, hidden, layers, bidirectional=bidirectional, backend=backend)
         nd = 2 if bidirectional else 1

@@ -8,9 +8,10 @@ Pipeline (``train(cfg)``; the CLI is ``lstmkit train forecast``, see docs/tasks.
    :mod:`lstmkit.data.windowing`, which never reads past its cut-off;
 3. each window is **level-normalised**: every target is taken relative to its last input value and divided
    by a per-target scale fitted on the training part; covariates are standardised. The network predicts the
-   **residual over a base forecast** (``base="seasonal"``: seasonal naive from the window, which handles the
-   season; ``"naive"``: the last value), all ``horizon`` steps at once (direct multi-step output: one linear
-   head reading the last hidden state; no feeding back of its own forecasts, so errors do not compound);
+   **residual over a base forecast** (``base="naive"``, the default: the last value, so the network learns
+   season and trend; ``"seasonal"``: the seasonal naive forecast read from the window), all ``horizon`` steps
+   at once (direct multi-step output: one linear head reading the last hidden state; no feeding back of its
+   own forecasts, so errors do not compound);
 4. the head outputs three quantiles (10%, 50%, 90%) trained with the pinball loss: the median is the point
    forecast, 10-90% the prediction interval drawn in the plot. Crossed quantiles are sorted, then the band is
    widened or narrowed by one factor so that 80% of the validation targets fall inside (calibration);
@@ -57,10 +58,10 @@ class ForecastConfig:
         horizon: points to forecast (= the test window). Default: the bundled dataset's, else the season if
             > 1, else 10.
         season: season length; default inferred from the frequency (weekly 52, monthly 12, ...).
-        window: input window length; default ``2 * season`` (or ``3 * horizon`` without season), capped so the
+        window: input window length; default one season (or ``3 * horizon`` without a season), capped so the
             training part yields at least 16 windows.
-        base: what the network corrects: "seasonal" (seasonal naive; default when the window holds a season),
-            or "naive" (last value).
+        base: what the network corrects: "naive" (the last value; default) or "seasonal" (the seasonal naive
+            forecast read from the window; needs window >= season).
         val: validation points before the test window; default ``max(horizon, 10% of the training part)``.
         lr, patience: Adam learning rate, early-stopping patience in epochs.
         common: the shared flags (out, epochs, hidden, layers, cell, seed, quiet, time budget, backend).
@@ -182,7 +183,7 @@ def resolve(cfg: ForecastConfig, series: Series, bundled: Optional[str]) -> dict
     fit_end = n_train - val
     if cfg.window is not None and cfg.window < 1:
         raise UserError(f"--window={cfg.window} must be a positive integer")
-    window = cfg.window or (2 * season if season > 1 else 3 * horizon)
+    window = cfg.window or (season if season > 1 else 3 * horizon)
     if cfg.window is None:  # keep at least 16 training windows when the series allows it
         window = max(min(window, fit_end - horizon - 15), min(window, 4))
     need = window + 2 * horizon + val
@@ -190,7 +191,7 @@ def resolve(cfg: ForecastConfig, series: Series, bundled: Optional[str]) -> dict
         raise UserError(f"series of {n} points (after repairs) is too short for --horizon={horizon}: it needs at "
                         f"least {max(need, 2 * horizon + val + 2)} points (window {window} + horizon {horizon} for "
                         f"training + {val} validation + {horizon} test)")
-    base = cfg.base or ("seasonal" if season > 1 and window >= season else "naive")
+    base = cfg.base or "naive"
     if base not in ("seasonal", "naive"):
         raise UserError(f"--base={base!r} is not known; expected 'seasonal' or 'naive'")
     c = cfg.common
