@@ -68,7 +68,10 @@ def test_resolve_defaults():
     assert s["val"] == round(0.1 * (2284 - 52))
     nile = load_series(datasets.path("nile"))
     s = resolve(ForecastConfig(horizon=10), nile, None)
-    assert (s["season"], s["window"], s["base"]) == (1, 30, "naive")
+    assert (s["season"], s["window"], s["base"]) == (1, 20, "naive")
+    sh = load_series(datasets.path("shampoo"))  # 36 points: 24 fit, 6 validation, 6 test -> window 12, 7 windows
+    assert resolve(ForecastConfig(horizon=6), sh, None)["window"] == 12
+    assert resolve(ForecastConfig(horizon=8), sh, None)["window"] == 7  # capped: 20 fit points - 8 - 5
     with pytest.raises(UserError, match="too short"):
         resolve(ForecastConfig(horizon=40), nile, None)
     with pytest.raises(UserError, match="--season=0"):

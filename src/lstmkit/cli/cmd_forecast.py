@@ -43,7 +43,7 @@ def register(sub, train_sub) -> None:
                    help="season length (default: from the frequency: weekly 52, monthly 12, daily 7, hourly 24, "
                         "quarterly 4, else 1)")
     p.add_argument("--window", type=int, default=None, metavar="N",
-                   help="input window length (default: one season, or 3 horizons without a season)")
+                   help="input window length (default: one season, or 2 horizons without a season)")
     p.add_argument("--base", choices=("seasonal", "naive"), default=None,
                    help="forecast the network corrects: the last value (naive, default) or the last season")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 3e-3)")

@@ -58,8 +58,8 @@ class ForecastConfig:
         horizon: points to forecast (= the test window). Default: the bundled dataset's, else the season if
             > 1, else 10.
         season: season length; default inferred from the frequency (weekly 52, monthly 12, ...).
-        window: input window length; default one season (or ``3 * horizon`` without a season), capped so the
-            training part yields at least 16 windows.
+        window: input window length; default one season (or ``2 * horizon`` without a season), capped so the
+            training part yields at least 6 windows.
         base: what the network corrects: "naive" (the last value; default) or "seasonal" (the seasonal naive
             forecast read from the window; needs window >= season).
         val: validation points before the test window; default ``max(horizon, 10% of the training part)``.
@@ -183,9 +183,9 @@ def resolve(cfg: ForecastConfig, series: Series, bundled: Optional[str]) -> dict
     fit_end = n_train - val
     if cfg.window is not None and cfg.window < 1:
         raise UserError(f"--window={cfg.window} must be a positive integer")
-    window = cfg.window or (season if season > 1 else 3 * horizon)
-    if cfg.window is None:  # keep at least 16 training windows when the series allows it
-        window = max(min(window, fit_end - horizon - 15), min(window, 4))
+    window = cfg.window or (season if season > 1 else 2 * horizon)
+    if cfg.window is None:  # keep at least 6 training windows when the series allows it
+        window = max(min(window, fit_end - horizon - 5), min(window, 4))
     need = window + 2 * horizon + val
     if window < 1 or fit_end - window - horizon + 1 < 1:
         raise UserError(f"series of {n} points (after repairs) is too short for --horizon={horizon}: it needs at "
