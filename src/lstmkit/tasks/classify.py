@@ -7,8 +7,9 @@ Pipeline (``train(cfg)``; CLI ``lstmkit train classify``, see docs/tasks.md):
 2. **z-normalisation** (``norm``): ``"series"`` (default) scales each series and dimension to mean 0 / std 1 over
    its own valid steps, the UCR convention, so the shape decides, not the level; ``"global"`` uses one
    mean/std per dimension fitted on the training set (keeps level information); ``"none"`` leaves values;
-3. the network: a recurrent encoder (forwards, or both ways with ``bidirectional``) run with ``lengths=`` so padded steps never enter it; its
-   final states and the mean of its outputs over the valid steps feed a linear softmax head;
+3. the network: a recurrent encoder (forwards, or both ways with ``bidirectional``) run with ``lengths=`` so
+   padded steps never enter it; its final states and the mean of its outputs over the valid steps feed a
+   linear softmax head;
 4. Adam on cross-entropy with early stopping on a stratified validation split of the training set, best
    weights restored; accuracy, macro F1 and the confusion matrix on the test set, vs the majority class.
 
@@ -34,6 +35,7 @@ from lstmkit.data.ucr import SequenceSet, load_long_csv, load_sequences
 from lstmkit.errors import UserError
 from lstmkit.models import Model, load_model, register, save_model
 from lstmkit.tasks import metrics as M
+from lstmkit.tasks import plots
 from lstmkit.tasks.common import (CommonConfig, OutputDir, TimeBudget, base_config, make_recurrent, progress,
                                   set_seed, task_config, write_json, write_report)
 
@@ -201,44 +203,6 @@ def _fit(model, xs, y, xv, yv, cfg: ClassifyConfig, s: dict) -> Dict[str, list]:
     return hist
 
 
-def _plot_confusion(path, cm: np.ndarray, classes: List[str]) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(classes)
-    fig, ax = plt.subplots(figsize=(2.5 + 0.5 * n, 2.2 + 0.5 * n))
-    ax.imshow(cm, cmap="Blues")
-    for i in range(n):
-        for j in range(n):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                    color="white" if cm[i, j] > cm.max() / 2 else "black")
-    ax.set_xticks(range(n), classes)
-    ax.set_yticks(range(n), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title("test confusion matrix")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def _plot_curves(path, hist: Dict[str, list]) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(hist["loss"], label="training loss")
-    ax.plot(hist["val_loss"], label="validation loss")
-    ax.plot(hist["val_accuracy"], label="validation accuracy")
-    ax.set_xlabel("epoch")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
 def train(cfg: ClassifyConfig) -> dict:
     """Train on ``cfg.data``, score on ``cfg.test_data``, write ``cfg.common.out``; returns metrics.json."""
     c = cfg.common
@@ -283,8 +247,8 @@ def train(cfg: ClassifyConfig) -> dict:
         save_model(model, od.path / "model", metadata={"task": TASK}, include_optimizer=False)
         write_json(od.path / "config.json", base_config(TASK, c, **settings))
         write_json(od.path / "metrics.json", metrics)
-        _plot_confusion(od.path / "confusion.png", cm, classes)
-        _plot_curves(od.path / "training.png", hist)
+        plots.plot_confusion(od.path / "confusion.png", cm, classes)
+        plots.plot_classify_curves(od.path / "training.png", hist)
         cm_md = "| true \\ predicted | " + " | ".join(classes) + " |\n|---|" + "---|" * len(classes) + "\n" + \
             "\n".join(f"| {classes[i]} | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(cm))
         write_report(od.path / "report.md", f"Sequence classification: {name}", {"LSTM": test, **baselines},

@@ -40,6 +40,7 @@ from lstmkit.data.windowing import split_points, sliding_windows
 from lstmkit.errors import UserError
 from lstmkit.models import Model, load_model, register, save_model
 from lstmkit.tasks import metrics as M
+from lstmkit.tasks import plots
 from lstmkit.tasks.common import (CommonConfig, OutputDir, TimeBudget, base_config, make_recurrent, progress,
                                   set_seed, task_config, write_json, write_report)
 
@@ -269,53 +270,6 @@ def _fit(model, scaler, Xf, Yf, Xv, Yv, s: dict, cfg: ForecastConfig) -> Dict[st
     return hist
 
 
-# -- plots --------------------------------------------------------------------------------------------------------
-def _plot_forecast(path, series: Series, train_end: int, fc: np.ndarray, baselines: Dict[str, np.ndarray],
-                   context: int) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    k = series.values.shape[1]
-    fig, axes = plt.subplots(k, 1, figsize=(10, 3.2 * k), squeeze=False)
-    t = np.asarray(series.times)
-    lo = max(0, train_end - context)
-    qi = {q: i for i, q in enumerate(QUANTILES)}
-    for j, ax in enumerate(axes[:, 0]):
-        ax.plot(t[lo:], series.values[lo:, j], color="black", lw=1, label="actual")
-        tt = t[train_end:train_end + len(fc)]
-        ax.fill_between(tt, fc[:, j, qi[0.1]], fc[:, j, qi[0.9]], color="tab:blue", alpha=0.25,
-                        label="LSTM 10-90% interval")
-        ax.plot(tt, fc[:, j, qi[0.5]], color="tab:blue", lw=1.5, label="LSTM forecast (median)")
-        for (name, b), col in zip(baselines.items(), ("tab:orange", "tab:green")):
-            ax.plot(tt, b[:, j], color=col, lw=1, ls="--", label=name)
-        ax.axvline(t[train_end - 1], color="grey", ls=":", lw=1)
-        ax.set_title(f"{series.target_names[j]}: last {len(series) - lo} of {len(series)} points; test = right of "
-                     f"the dotted line")
-        ax.set_xlabel(f"{series.time_col} ({series.freq})")
-        ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def _plot_curves(path, hist: Dict[str, list]) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(hist["loss"], label="training")
-    ax.plot(hist["val_loss"], label="validation")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("pinball loss (scaled)")
-    ax.set_yscale("log")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
 # -- train / predict / evaluate ----------------------------------------------------------------------------------
 def _score(y_true: np.ndarray, fc: np.ndarray, history: np.ndarray, season: int, horizon: int):
     """(model metrics incl. interval coverage, baselines dict, baseline forecasts)."""
@@ -369,9 +323,9 @@ def train(cfg: ForecastConfig) -> dict:
         save_model(model, od.path / "model", metadata={"task": TASK}, include_optimizer=False)
         write_json(od.path / "config.json", base_config(TASK, c, **settings))
         write_json(od.path / "metrics.json", metrics)
-        _plot_forecast(od.path / "forecast.png", series, sp.train_end, fc, {
+        plots.plot_forecast(od.path / "forecast.png", series, sp.train_end, fc, {
             "naive": bf["naive"], "seasonal naive": bf["seasonal_naive"]}, context=max(4 * H, 3 * L))
-        _plot_curves(od.path / "training.png", hist)
+        plots.plot_loss_curves(od.path / "training.png", hist)
         rows = {"LSTM": test, **baselines}
         r = series.repairs
         write_report(od.path / "report.md", f"Forecast: {', '.join(series.target_names)} ({H} steps ahead)", rows,
