@@ -36,6 +36,7 @@ from lstmkit.errors import UserError
 from lstmkit.models import Model, load_model, register, save_model
 from lstmkit.tasks import metrics as M
 from lstmkit.tasks import plots
+from lstmkit.tasks.forecast import single_threaded
 from lstmkit.tasks.common import (CommonConfig, OutputDir, TimeBudget, base_config, make_recurrent, progress,
                                   set_seed, task_config, write_json, write_report)
 
@@ -228,7 +229,8 @@ def train(cfg: ClassifyConfig) -> dict:
     model = LSTMClassifier(tr.dims, len(classes), hidden=s["hidden"], layers=s["layers"], cell=c.cell,
                            bidirectional=cfg.bidirectional, backend=c.backend)
     budget = TimeBudget(None)
-    hist = _fit(model, [xs[i] for i in fit_idx], y[fit_idx], [xs[i] for i in val_idx], y[val_idx], cfg, s)
+    with single_threaded():
+        hist = _fit(model, [xs[i] for i in fit_idx], y[fit_idx], [xs[i] for i in val_idx], y[val_idx], cfg, s)
     seconds = budget.elapsed()
     pred = _logits(model, xte).argmax(1)
     cm = M.confusion_matrix(yte, pred, len(classes))
