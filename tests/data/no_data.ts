@@ -1,0 +1,2 @@
+@problemName M
+@classLabel true a b
