@@ -17,8 +17,8 @@
 - Baseline ``xz``: ``bpc = 8 * len(lzma.compress(heldout_bytes, preset=9 | lzma.PRESET_EXTREME)) / num_chars``
   where heldout_bytes is the UTF-8 encoding of the held-out text and num_chars its number of characters.
 
-Defaults (chosen by experiment, see docs/text.md): char level, embedding 64, 1-layer LSTM of 512 units,
-bptt 100, batch 64, lr 3e-3, dropout 0.1, at most 30 epochs within a 540 s time budget.
+Defaults (chosen by experiment, see docs/text.md): char level, embedding 64, 1-layer LSTM of 256 units,
+bptt 100, batch 32, lr 3e-3, dropout 0.1, at most 30 epochs within a 540 s time budget.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ from lstmkit.tasks.common import (CommonConfig, OutputDir, TimeBudget, base_conf
                                   set_seed, write_json, write_report)
 from lstmkit.tasks.textutil import BestKeeper, load_task_dir, plot_curves
 
-DEFAULTS = {"epochs": 30, "batch_size": 64, "hidden": 512, "layers": 1, "time_budget": 540.0}
+DEFAULTS = {"epochs": 30, "batch_size": 32, "hidden": 256, "layers": 1, "time_budget": 540.0}
 EVAL_STREAMS = 8
 
 
@@ -179,6 +179,9 @@ def train(cfg: LMConfig) -> dict:
     step, stopped = 0, False
     gen = torch.Generator().manual_seed(c.seed)
     for epoch in range(1, epochs + 1):
+        if budget.exceeded():
+            stopped = True
+            break
         model.train()
         off = int(torch.randint(0, cfg.bptt, (1,), generator=gen)) if ids.numel() > bsz * (cfg.bptt + 2) * 2 else 0
         data = streams(ids[off:], bsz)
