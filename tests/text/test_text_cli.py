@@ -33,7 +33,7 @@ def run(argv):
 
 def test_lm_train_generate_evaluate(tmp_path):
     out = tmp_path / "lm"
-    rc, _ = run(["train", "lm", "--data", str(DATA), "--hidden", "16", "--epochs", "1", "--batch-size", "4",
+    rc, _ = run(["train", "lm", "--data", str(DATA), "--hidden", "16", "--epochs", "1", "--batch-size", "16",
                  "--bptt", "20", "--out", str(out)] + FAST)
     assert rc == 0
     for f in ("config.json", "metrics.json", "report.md", "training_curves.png", "vocab.json", "model/config.json"):
