@@ -42,3 +42,13 @@ def test_wrong_type_or_boundary_is_not_a_match():
     for pred in (["B-PER", "I-PER", "O"], ["B-LOC", "I-LOC", "I-LOC"], ["O", "B-LOC", "O"]):
         assert chunk_scores(gold, [pred])["correct_chunks"] == 0
     assert chunk_scores(gold, [["I-LOC", "I-LOC", "O"]])["f1"] == 1.0  # same span by conlleval rules
+
+
+def test_textclass_metrics_hand_counted():
+    from lstmkit.tasks.textclass import classification_metrics
+
+    m = classification_metrics([0, 0, 1, 2], [0, 1, 1, 2], ["a", "b", "c", "d"])
+    assert m["accuracy"] == 0.75
+    # per label present (a, b, c): F1 a = 2/3 (P 1, R 1/2), b = 2/3 (P 1/2, R 1), c = 1; label d absent
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
+    assert m["confusion_matrix"] == [[1, 1, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]

@@ -102,12 +102,15 @@ def split_shuffled(n: int, seed: int, test_fraction: float = 0.2):
 
 
 def classification_metrics(y_true: List[int], y_pred: List[int], labels: List[str]) -> dict:
-    """accuracy, macro F1 (over all labels) and the confusion matrix (rows true, columns predicted)."""
+    """accuracy, macro F1 (mean over the labels present in ``y_true`` or ``y_pred``) and the confusion matrix
+    over all ``labels`` (rows true, columns predicted)."""
     from sklearn.metrics import confusion_matrix, f1_score
 
     k = list(range(len(labels)))
+    present = sorted(set(y_true) | set(y_pred))
     return {"accuracy": float(np.mean(np.asarray(y_true) == np.asarray(y_pred))) if y_true else float("nan"),
-            "macro_f1": float(f1_score(y_true, y_pred, labels=k, average="macro", zero_division=0)),
+            "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
+            if present else float("nan"),
             "confusion_matrix": confusion_matrix(y_true, y_pred, labels=k).tolist(), "labels": list(labels),
             "n": len(y_true)}
 
