@@ -7,21 +7,11 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
-import torch
 
 from lstmkit.cli.main import main
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "fortunes_small"
 FAST = ["--quiet", "--backend", "reference"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread avoids oversubscription on a shared machine (10x slower otherwise)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def run(argv):
