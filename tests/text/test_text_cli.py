@@ -146,3 +146,17 @@ def test_generate_rejects_other_task_dir(tmp_path, capsys):
     (d / "config.json").write_text('{"task": "textclass"}')
     assert main(["generate", "--model", str(d)]) == 2
     assert "generate needs one written by `lstmkit train lm`" in capsys.readouterr().err
+
+
+def test_textclass_sorted_csv_with_test_data_validates_on_all_labels(tmp_path):
+    """A training CSV sorted by label must not leave a label out of the fitted part (validation is random)."""
+    rows = ["text,label"] + [f"apple pie number {i},food" for i in range(36)] + \
+           [f"judge ruling number {i},law" for i in range(4)]  # unshuffled, the last 10% would be all "law"
+    (tmp_path / "tr.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (tmp_path / "te.csv").write_text("text,label\napple pie,food\njudge ruling,law\n", encoding="utf-8")
+    out = tmp_path / "tc"
+    rc, _ = run(["train", "textclass", "--data", str(tmp_path / "tr.csv"), "--test-data", str(tmp_path / "te.csv"),
+                 "--hidden", "8", "--embed", "8", "--epochs", "15", "--min-freq", "1", "--batch-size", "4", "--lr", "0.01",
+                 "--out", str(out)] + FAST)
+    m = json.loads((out / "metrics.json").read_text())
+    assert rc == 0 and m["test"]["accuracy"] == 1.0 and m["data"]["validation"] == 4

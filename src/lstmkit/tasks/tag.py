@@ -151,8 +151,9 @@ def train(cfg: TagConfig) -> dict:
         raise UserError("--data is required: a CoNLL file (one token per line, tag in the last column)")
     set_seed(c.seed)
     sents = read_conll(cfg.data)
-    if cfg.test_data:
-        train_s, test_s = sents, read_conll(cfg.test_data)
+    if cfg.test_data:  # shuffled so the validation tail is a random 10% of the training sentences
+        train_s, test_s = list(sents), read_conll(cfg.test_data)
+        random.Random(c.seed).shuffle(train_s)
     else:
         idx = list(range(len(sents)))
         random.Random(c.seed).shuffle(idx)

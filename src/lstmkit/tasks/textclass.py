@@ -155,8 +155,10 @@ def train(cfg: TextClassConfig) -> dict:
     set_seed(c.seed)
     src = cfg.data or str(bundled_text_dir())
     texts, labels = read_labelled(src, cfg.text_col, cfg.label_col)
-    if cfg.test_data:
-        tr_texts, tr_labels = texts, labels
+    if cfg.test_data:  # shuffle so the validation tail is a random 10% (files are often sorted by label)
+        order = list(range(len(texts)))
+        random.Random(c.seed).shuffle(order)
+        tr_texts, tr_labels = [texts[i] for i in order], [labels[i] for i in order]
         te_texts, te_labels = read_labelled(cfg.test_data, cfg.text_col, cfg.label_col)
     else:
         tr_i, te_i = split_shuffled(len(texts), c.seed)
