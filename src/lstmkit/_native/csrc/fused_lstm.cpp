@@ -363,7 +363,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fuse
     Barrier2 bar;
     const int64_t split = (U + 1) / 2;
     std::function<void(int)> job = [&](int tid) { tid == 0 ? run(0, split, &bar) : run(split, U, &bar); };
-    Team2::get().run(job);
+    if (!Team2::run(job)) run(0, U, nullptr);
   } else {
     run(0, U, nullptr);
   }
@@ -504,7 +504,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd_fused(
     Barrier2 bar;
     const int64_t split = std::min(H, ((U + 1) / 2) * UB);
     std::function<void(int)> job = [&](int tid) { tid == 0 ? run(0, split, &bar) : run(split, H, &bar); };
-    Team2::get().run(job);
+    if (!Team2::run(job)) run(0, H, nullptr);
   } else {
     run(0, H, nullptr);
   }

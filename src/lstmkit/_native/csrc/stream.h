@@ -69,7 +69,7 @@ class LSTMStream {
     if (two_threads_ && at::get_num_threads() >= 2) {
       Barrier2 bar;
       std::function<void(int)> job = [&](int tid) { run_layers(xp, tid, 2, &bar); };
-      Team2::get().run(job);
+      if (!Team2::run(job)) run_layers(xp, 0, 1, nullptr);
     } else {
       run_layers(xp, 0, 1, nullptr);
     }

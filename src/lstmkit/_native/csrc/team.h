@@ -1,17 +1,17 @@
-// Two-thread team for the time loop: a persistent worker woken once per call, and a spin barrier per step.
+// Two threads for the time loop: started once per kernel call, with a spin barrier per step.
 //
-// A recurrence needs a barrier at every step (h_t is read whole by the next step's GEMM). OpenMP or a task pool
-// pays a thread wake-up per step; here the worker is woken once per kernel call, both threads run the whole
-// time loop on their half of the hidden units, and meet at a spin barrier (~100 ns) after each step.
+// A recurrence needs a barrier at every step (h_t is read whole by the next step's GEMM). Waking threads per step
+// costs more than a small step; here two threads are started once per kernel call, each runs the whole time loop
+// on its half of the hidden units, and they meet at a spin barrier (~100 ns) after each step.
 #pragma once
 
 #include <atomic>
 #include <cstdlib>
-#include <condition_variable>
 #include <functional>
-#include <mutex>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 #include <thread>
-#include <unistd.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #define LSTMKIT_PAUSE() _mm_pause()
@@ -39,58 +39,29 @@ struct Barrier2 {
   }
 };
 
-class Team2 {
- public:
-  static Team2& get() {
-    // One worker per process, created on first use and never joined. A forked child (DataLoader workers)
-    // does not inherit the thread, so it makes its own team.
-    static Team2* team = nullptr;
-    static pid_t owner = 0;
-    static std::mutex create_mu;
-    std::lock_guard<std::mutex> lk(create_mu);
-    if (team == nullptr || owner != getpid()) {
-      team = new Team2();
-      owner = getpid();
-    }
-    return *team;
-  }
-
-  // Run job(0) on the calling thread and job(1) on the worker; returns when both are done.
-  void run(const std::function<void(int)>& job) {
-    std::lock_guard<std::mutex> serial(call_mu_);  // the team serves one kernel call at a time
-    job_ = &job;
-    const uint64_t id = go_.fetch_add(1, std::memory_order_acq_rel) + 1;
-    { std::lock_guard<std::mutex> lk(mu_); }
-    cv_.notify_one();
-    job(0);
-    for (int spins = 0; done_.load(std::memory_order_acquire) != id; ++spins) {
-      if (spins < 20000) LSTMKIT_PAUSE(); else std::this_thread::yield();
-    }
-  }
-
- private:
-  Team2() { worker_ = new std::thread([this] { loop(); }); worker_->detach(); }
-
-  void loop() {
-    uint64_t seen = 0;
-    for (;;) {
-      int spins = 0;
-      while (go_.load(std::memory_order_acquire) == seen) {
-        if (++spins < 4000) { LSTMKIT_PAUSE(); continue; }
-        std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, [&] { return go_.load(std::memory_order_acquire) != seen; });
+// Runs job(0) and job(1) on two threads of the OpenMP pool that torch itself uses (the same libgomp), so the
+// threads are warm after torch's own parallel work and nothing competes with them. Returns false, having run
+// nothing, when the runtime grants fewer than two threads (nested region, OMP limits): the caller then runs
+// its single-threaded path.
+struct Team2 {
+  static bool run(const std::function<void(int)>& job) {
+#if defined(_OPENMP)
+    bool ran = true;
+#pragma omp parallel num_threads(2)
+    {
+      if (omp_get_num_threads() == 2) {
+        job(omp_get_thread_num());
+      } else {
+#pragma omp single
+        ran = false;
       }
-      seen = go_.load(std::memory_order_acquire);
-      (*job_)(1);
-      done_.store(seen, std::memory_order_release);
     }
+    return ran;
+#else
+    (void)job;
+    return false;
+#endif
   }
-
-  std::thread* worker_ = nullptr;
-  std::mutex call_mu_, mu_;
-  std::condition_variable cv_;
-  std::atomic<uint64_t> go_{0}, done_{0};
-  const std::function<void(int)>* job_ = nullptr;
 };
 
 }  // namespace lstmkit
@@ -124,7 +95,7 @@ void split_rows(const std::vector<int64_t>& bs, int64_t B, int64_t macs_per_row_
     if (2 * acc >= total) break;
   }
   std::function<void(int)> job = [&](int tid) { tid == 0 ? body((int64_t)0, mid, true) : body(mid, B, true); };
-  Team2::get().run(job);
+  if (!Team2::run(job)) body((int64_t)0, B, false);
 }
 
 }  // namespace lstmkit
