@@ -281,7 +281,9 @@ class _Kernels:
         self.needs_grad = needs_grad
 
     def __getattr__(self, name):
-        return FUNCTIONS[name].apply if self.needs_grad else getattr(_C, name)
+        if self.needs_grad:
+            return FUNCTIONS[name].apply
+        return _C.lstm_fwd_infer if name == "lstm_fwd" else getattr(_C, name)
 
 
 def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths: Optional[Tensor] = None,

@@ -11,6 +11,9 @@ using OT = c10::optional<Tensor>;
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd(
     const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&, const OT&, const OT&,
     const OT&, const OT&, bool);
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_infer(
+    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&, const OT&, const OT&,
+    const OT&, const OT&, bool);
 std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd(
     const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
     const Tensor&, const OT&, const OT&, const OT&, const OT&, const OT&, const OT&, bool);
@@ -77,6 +80,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
       .def("set_state", &lstmkit::LSTMStream::set_state);
   // direct entry points (the layers' autograd Functions and inference): skip the dispatcher and the Python autograd wrapper
   mod.def("lstm_fwd", &lstmkit::lstm_fwd);
+  mod.def("lstm_fwd_infer", &lstmkit::lstm_fwd_infer);
   mod.def("lstm_ln_fwd", &lstmkit::lstm_ln_fwd);
   mod.def("gru_fwd", &lstmkit::gru_fwd);
   mod.def("rnn_fwd", &lstmkit::rnn_fwd);

@@ -228,6 +228,7 @@ struct FwdArgs {
   const float* Wp;
   float *y, *gates, *cn, *cs, *c;
   const std::vector<int64_t>* bs;
+  int64_t gT = 0, cT = 0;  // per-step strides of gates and cn: B*G*H and B*H, or 0 (inference: one scratch step)
   const uint16_t* Wp16 = nullptr;  // bf16 path: packed pairs, and the state h as bf16 (two buffers, row stride KP2)
   uint16_t* h16 = nullptr;
   int64_t KP2 = 0;
@@ -258,9 +259,9 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
         for (int r = 0; r < R; ++r) {
           const int64_t b = r0 + r, j0 = u * UB;
           const float* p = pre + r * G * UB;
-          float* gb = a.gates + (t * B + b) * GH + j0;
+          float* gb = a.gates + t * a.gT + b * GH + j0;
           float* cb = a.c + b * H + j0;
-          float* cnb = a.cn + (t * B + b) * H + j0;
+          float* cnb = a.cn + t * a.cT + b * H + j0;
           float* yb = a.y + (t * B + b) * H + j0;
           const float* hp = hprev + b * H + j0;
           const float* kh = a.zh ? a.zh + (t * B + b) * H + j0 : a.zero;
@@ -307,8 +308,8 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
     const int64_t j0 = u0 * UB, j1 = std::min(H, u1 * UB);
     for (int64_t b = bt; b < B; ++b) {
       std::memset(a.y + (t * B + b) * H + j0, 0, sizeof(float) * (j1 - j0));
-      for (int q = 0; q < G; ++q) std::memset(a.gates + (t * B + b) * GH + q * H + j0, 0, sizeof(float) * (j1 - j0));
-      std::memcpy(a.cn + (t * B + b) * H + j0, a.c + b * H + j0, sizeof(float) * (j1 - j0));
+      for (int q = 0; q < G; ++q) std::memset(a.gates + t * a.gT + b * GH + q * H + j0, 0, sizeof(float) * (j1 - j0));
+      std::memcpy(a.cn + t * a.cT + b * H + j0, a.c + b * H + j0, sizeof(float) * (j1 - j0));
     }
     if (a.cs)
       for (int64_t b = 0; b < B; ++b)
@@ -320,7 +321,7 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
 // Forward of the fused path; same contract as lstm_fwd (lstm.cpp) without projection or recurrent dropout.
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fused(
     const Tensor& gx, const Tensor& h0, const Tensor& c0, const Tensor& w_hh, const float* p_i, const float* p_f,
-    const float* p_o, const float* zh, const float* zc, const std::vector<int64_t>& bs, bool coupled) {
+    const float* p_o, const float* zh, const float* zc, const std::vector<int64_t>& bs, bool coupled, bool save) {
   const int64_t T = gx.size(0), B = gx.size(1), H = c0.size(1);
   const int G = coupled ? 3 : 4;
   const int64_t U = (H + UB - 1) / UB;
@@ -341,8 +342,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fuse
   } else {
     wp = pack_panels(w_hh.to(at::kFloat), G, H);
   }
-  Tensor y = at::empty({T, B, H}, opts), gates = at::empty({T, B, G * H}, opts), cn = at::empty({T, B, H}, opts);
-  Tensor cs = zc ? at::empty({T, B, H}, opts) : at::empty({0}, opts);
+  // without backward (save = false) the gates and new cells of a step are scratch, overwritten each step
+  const int64_t TS = save ? T : 1;
+  Tensor y = at::empty({T, B, H}, opts), gates = at::empty({TS, B, G * H}, opts), cn = at::empty({TS, B, H}, opts);
+  Tensor cs = (zc && save) ? at::empty({T, B, H}, opts) : at::empty({0}, opts);
   Tensor m = at::empty({0}, opts);
   Tensor c = c0.contiguous().clone();
   const Tensor h0c = h0.contiguous();
@@ -350,7 +353,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fuse
   FwdArgs a{T, B, H, G, gx.data_ptr<float>(), h0c.data_ptr<float>(), p_i ? p_i : zero.data_ptr<float>(),
             p_f ? p_f : zero.data_ptr<float>(), p_o ? p_o : zero.data_ptr<float>(), zh, zc, zero.data_ptr<float>(),
             bf16 ? nullptr : wp.data_ptr<float>(), y.data_ptr<float>(), gates.data_ptr<float>(),
-            cn.data_ptr<float>(), zc ? cs.data_ptr<float>() : nullptr, c.data_ptr<float>(), &bs};
+            cn.data_ptr<float>(), (zc && save) ? cs.data_ptr<float>() : nullptr, c.data_ptr<float>(), &bs};
+  a.gT = save ? B * G * H : 0;
+  a.cT = save ? B * H : 0;
   if (bf16) {
     a.Wp16 = reinterpret_cast<const uint16_t*>(wp16.data_ptr());
     a.h16 = reinterpret_cast<uint16_t*>(h16.data_ptr());
@@ -380,7 +385,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fuse
 
 struct BwdArgs {
   int64_t T, B, H, G;
-  const float *dy, *gates, *cn, *csp, *c0, *p_i, *p_f, *p_o, *zh, *zc, *zero, *w_hh;
+  const float *dy, *gates, *cn, *csp, *c0, *p_i, *p_f, *p_o, *zh, *zc, *zero, *w_hh;  // w_hh: pack_cols16
   float *dG, *dh, *dc, *rec;
   const std::vector<int64_t>* bs;
   const uint16_t* Wb16 = nullptr;  // bf16 path: W_hh packed by pack_cols_bf16, dG_t as bf16 (two buffers)
@@ -457,7 +462,7 @@ static void bwd_units(const BwdArgs& a, int64_t j0, int64_t j1, Barrier2* bar) {
       gemm_cols_bf16(bt, a.GHp / 2, dG16, a.GHp, a.Wb16, rec, H, j0, j1);
     else
 #endif
-    gemm_acc_cols((int)bt, (int)GH, a.dG + t * B * GH, (int)GH, a.w_hh, (int)H, rec, (int)H, (int)j0, (int)j1);
+    gemm_packed_cols(bt, GH, a.dG + t * B * GH, GH, a.w_hh, rec, H, j0, j1);
     for (int64_t b = 0; b < bt; ++b)
 #pragma omp simd
       for (int64_t j = j0; j < j1; ++j) a.dh[b * H + j] += rec[b * H + j];
@@ -478,7 +483,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd_fused(
   Tensor zero = at::zeros({H}, opts);
   const Tensor c0c = c0.contiguous();
   const bool bf16 = kHasBf16 && w_hh.scalar_type() == at::kBFloat16;
-  const Tensor w = bf16 ? w_hh : w_hh.to(at::kFloat).contiguous();
+  const Tensor w = bf16 ? w_hh : pack_cols16(w_hh);  // fp32: W_hh (GH x H) as 16-column panels
   const int64_t GHp = 2 * ((GH + 1) / 2);
   Tensor wb16, dG16;
 #if defined(__AVX512BF16__)

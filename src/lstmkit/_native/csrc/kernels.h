@@ -111,4 +111,72 @@ static inline void gemm_acc(int M, int N, int K, const float* A, int lda, const 
   gemm_acc_cols(M, K, A, lda, B, ldb, C, ldc, 0, N);
 }
 
+// W (K, N) fp32 as 16-column panels, each K x 16 contiguous, zero past N and with 3 spare zero panels so a
+// 64-column block may always read 4 panels: (ceil(N/16) + 3, K, 16).
+static inline at::Tensor pack_cols16(const at::Tensor& w_in) {
+  const at::Tensor w = w_in.to(at::kFloat).contiguous();
+  const int64_t K = w.size(0), N = w.size(1), NB = (N + 15) / 16;
+  at::Tensor bp = at::empty({NB + 3, K, 16}, w.options());
+  float* dst = bp.data_ptr<float>();
+  std::memset(dst, 0, sizeof(float) * (NB + 3) * K * 16);
+  const float* src = w.data_ptr<float>();
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t n = 0; n < N; ++n) dst[((n / 16) * K + k) * 16 + n % 16] = src[k * N + n];
+  return bp;
+}
+
+#if defined(__AVX512F__)
+template <int R>
+static inline void packed_block(int64_t K, const float* A, int64_t lda, const float* Bp, const __mmask16* mk,
+                                float* C, int64_t ldc) {
+  __m512 acc[R][4];
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < 4; ++q) acc[r][q] = _mm512_maskz_loadu_ps(mk[q], C + r * ldc + 16 * q);
+  const int64_t ps = K * 16;  // panel stride
+  for (int64_t k = 0; k < K; ++k) {
+    const __m512 b0 = _mm512_loadu_ps(Bp + k * 16), b1 = _mm512_loadu_ps(Bp + ps + k * 16);
+    const __m512 b2 = _mm512_loadu_ps(Bp + 2 * ps + k * 16), b3 = _mm512_loadu_ps(Bp + 3 * ps + k * 16);
+    for (int r = 0; r < R; ++r) {
+      const __m512 a = _mm512_set1_ps(A[r * lda + k]);
+      acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
+      acc[r][2] = _mm512_fmadd_ps(a, b2, acc[r][2]);
+      acc[r][3] = _mm512_fmadd_ps(a, b3, acc[r][3]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < 4; ++q) _mm512_mask_storeu_ps(C + r * ldc + 16 * q, mk[q], acc[r][q]);
+}
+#endif
+
+// C(M, [n0, n1)) += A(M, K) W(K, :) with W from pack_cols16; n0 a multiple of 16. 6-row register blocks,
+// panel-outer so each 64-column block of W streams once per call through all row blocks.
+static inline void gemm_packed_cols(int64_t M, int64_t K, const float* A, int64_t lda, const float* Bp, float* C,
+                                    int64_t ldc, int64_t n0, int64_t n1) {
+#if defined(__AVX512F__)
+  for (int64_t n = n0; n < n1; n += 64) {
+    __mmask16 mk[4];
+    for (int q = 0; q < 4; ++q) {
+      const int64_t l = n1 - n - 16 * q;
+      mk[q] = l >= 16 ? (__mmask16)0xFFFF : (l <= 0 ? (__mmask16)0 : (__mmask16)((1u << l) - 1));
+    }
+    const float* panel = Bp + (n / 16) * K * 16;
+    int64_t m = 0;
+    for (; m + 6 <= M; m += 6) packed_block<6>(K, A + m * lda, lda, panel, mk, C + m * ldc + n, ldc);
+    switch (M - m) {
+      case 5: packed_block<5>(K, A + m * lda, lda, panel, mk, C + m * ldc + n, ldc); break;
+      case 4: packed_block<4>(K, A + m * lda, lda, panel, mk, C + m * ldc + n, ldc); break;
+      case 3: packed_block<3>(K, A + m * lda, lda, panel, mk, C + m * ldc + n, ldc); break;
+      case 2: packed_block<2>(K, A + m * lda, lda, panel, mk, C + m * ldc + n, ldc); break;
+      case 1: packed_block<1>(K, A + m * lda, lda, panel, mk, C + m * ldc + n, ldc); break;
+      default: break;
+    }
+  }
+#else
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t n = n0; n < n1; ++n) C[m * ldc + n] += A[m * lda + k] * Bp[((n / 16) * K + k) * 16 + n % 16];
+#endif
+}
+
 }  // namespace lstmkit

@@ -18,7 +18,7 @@ using at::Tensor;
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fused(
     const Tensor& gx, const Tensor& h0, const Tensor& c0, const Tensor& w_hh, const float* p_i, const float* p_f,
-    const float* p_o, const float* zh, const float* zc, const std::vector<int64_t>& bs, bool coupled);
+    const float* p_o, const float* zh, const float* zc, const std::vector<int64_t>& bs, bool coupled, bool save);
 std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd_fused(
     const Tensor& dy, const Tensor& dhT, const Tensor& dcT, const Tensor& gates, const Tensor& cn, const float* csp,
     const Tensor& c0, const Tensor& w_hh, const float* p_i, const float* p_f, const float* p_o, const float* zh,
@@ -40,8 +40,8 @@ static at::TensorOptions gates_opts(const Tensor& like) { return like.options().
 // Forward. gx (T, B, G*H) holds x W_ih^T + b_ih + b_hh. Returns y (T,B,P), h_T, c_T and what backward needs:
 // gates (T,B,G*H) activated, cn (T,B,H) the new cell before zoneout, cs (T,B,H) the carried cell (only with
 // cell zoneout, else empty), m (T,B,H) = o*tanh(cn) (only with projection, else empty).
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd(
-    const Tensor& gx_in, const Tensor& h0_in, const Tensor& c0_in, const Tensor& w_hh_in,
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_impl(
+    bool save, const Tensor& gx_in, const Tensor& h0_in, const Tensor& c0_in, const Tensor& w_hh_in,
     const c10::optional<Tensor>& w_hr_in, const c10::optional<Tensor>& w_ph_in,
     const c10::optional<Tensor>& batch_sizes, const c10::optional<Tensor>& rd_mask_in,
     const c10::optional<Tensor>& zo_h_in, const c10::optional<Tensor>& zo_c_in, bool coupled) {
@@ -80,7 +80,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd(
   if (!p_o) p_o = zero;
   // without projection or recurrent dropout the fused, panel-packed loop (fused_lstm.cpp) runs
   if (!proj && !rdp)
-    return lstm_fwd_fused(gx, h0_in, c0_in, w_hh, p_i, p_f, p_o, zhp, zcp, rows_per_step(batch_sizes, T, B), coupled);
+    return lstm_fwd_fused(gx, h0_in, c0_in, w_hh, p_i, p_f, p_o, zhp, zcp, rows_per_step(batch_sizes, T, B), coupled, save);
 
   Tensor y = at::empty({T, B, P}, opts);
   Tensor gates = gx.clone();                                   // pre-activations, overwritten by activations
@@ -171,6 +171,21 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd(
     }
   }
   return {y, h, c, gates, cn, cs, m};
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd(
+    const Tensor& gx, const Tensor& h0, const Tensor& c0, const Tensor& w_hh, const c10::optional<Tensor>& w_hr,
+    const c10::optional<Tensor>& w_ph, const c10::optional<Tensor>& batch_sizes, const c10::optional<Tensor>& rd_mask,
+    const c10::optional<Tensor>& zo_h, const c10::optional<Tensor>& zo_c, bool coupled) {
+  return lstm_fwd_impl(true, gx, h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled);
+}
+
+// Inference: as lstm_fwd, but what only backward reads (gates, cells per step) is not kept.
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_infer(
+    const Tensor& gx, const Tensor& h0, const Tensor& c0, const Tensor& w_hh, const c10::optional<Tensor>& w_hr,
+    const c10::optional<Tensor>& w_ph, const c10::optional<Tensor>& batch_sizes, const c10::optional<Tensor>& rd_mask,
+    const c10::optional<Tensor>& zo_h, const c10::optional<Tensor>& zo_c, bool coupled) {
+  return lstm_fwd_impl(false, gx, h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled);
 }
 
 // Backward. Returns dG (T,B,G*H) = dLoss/d(pre-activations) (also dLoss/dgx), dh0, dc0 and dhn (T,B,P), the
