@@ -168,6 +168,9 @@ def _ort_row(theirs, x, threads: int):
         checks["onnx_ops"] = "not verified: onnx is not installed"
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    # ORT's pool spin-waits after each run by default; interleaved with the other rows in one process, that
+    # spinning steals the cores from whichever row runs next. Spinning off keeps the rows independent.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
     feed = {sess.get_inputs()[0].name: x.detach().numpy()}
     with torch.inference_mode():
