@@ -61,6 +61,20 @@ def test_hourly_and_quarterly_inferred(tmp_path):
     assert load_series(q).season == 4
 
 
+def test_parquet_equals_csv(tmp_path):
+    """Parquet (pyarrow, a test extra) loads to the same series as the same table in CSV, dates included."""
+    pytest.importorskip("pyarrow")
+    df = pd.DataFrame({"week": pd.date_range("2020-01-05", periods=60, freq="W"),
+                       "a": np.sin(np.arange(60.0)), "b": np.arange(60.0) ** 0.5})
+    df.loc[7, "a"] = np.nan  # a missing value, repaired the same way in both
+    df.to_csv(tmp_path / "s.csv", index=False)
+    df.to_parquet(tmp_path / "s.parquet")
+    from_csv = load_series(tmp_path / "s.csv", targets=["a", "b"])
+    from_pq = load_series(tmp_path / "s.parquet", targets=["a", "b"])
+    assert from_pq.freq == from_csv.freq == "weekly"
+    np.testing.assert_allclose(from_pq.values, from_csv.values)
+
+
 def test_parquet_or_clear_error(tmp_path):
     p = tmp_path / "s.parquet"
     df = pd.DataFrame({"t": np.arange(30), "v": np.arange(30.0)})
