@@ -210,3 +210,17 @@ def test_bfloat16_two_threads(kw):
         test_bfloat16_at_least_as_accurate_as_reference(lnn.LSTM, kw, H=41)
     finally:
         torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("scale", [50.0, 1e4])
+def test_saturated_gates_stay_finite_and_match(scale):
+    """Huge pre-activations (saturated gates) give finite values and gradients equal to the reference's."""
+    ref, nat = _pair(lnn.LSTM, 5, 7, peephole=True)
+    with torch.no_grad():
+        for m in (ref, nat):
+            m.weight_ih_l0.mul_(scale)
+    x = torch.randn(6, 4, 5)
+    a, b = _run(ref, x, None, False), _run(nat, x, None, False)
+    for u, v in zip(a, b):
+        assert torch.isfinite(v).all()
+        torch.testing.assert_close(v, u, atol=1e-4, rtol=1e-4)

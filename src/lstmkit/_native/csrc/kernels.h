@@ -24,8 +24,16 @@ struct FlushDenormals {
 #endif
 };
 
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + std::exp(-x)); }
-static inline float tanhf_(float x) { return 2.0f / (1.0f + std::exp(-2.0f * x)) - 1.0f; }
+// Built with -ffast-math (so GCC may use glibc's vector expf), which lets the compiler assume no infinities:
+// inputs are clamped so exp never overflows (sigmoid(+-30) and tanh(+-15) are 0/1 and -1/1 in fp32 anyway).
+static inline float sigmoidf(float x) {
+  x = std::fmin(std::fmax(x, -30.0f), 30.0f);
+  return 1.0f / (1.0f + std::exp(-x));
+}
+static inline float tanhf_(float x) {
+  x = std::fmin(std::fmax(x, -15.0f), 15.0f);
+  return 2.0f / (1.0f + std::exp(-2.0f * x)) - 1.0f;
+}
 
 // Above this many multiply-adds a per-step GEMM goes to ATen (MKL/oneDNN, both threads); below it the
 // call overhead dominates and the register-blocked kernel below wins.
@@ -178,5 +186,32 @@ static inline void gemm_packed_cols(int64_t M, int64_t K, const float* A, int64_
       for (int64_t n = n0; n < n1; ++n) C[m * ldc + n] += A[m * lda + k] * Bp[((n / 16) * K + k) * 16 + n % 16];
 #endif
 }
+
+// The optional per-call tensors of an LSTM layer-direction as raw pointers. Absent peepholes and cell zoneout
+// point at zeros, so the fused gate loops stay branch-free (and vectorise); absent recurrent dropout and hidden
+// zoneout are null (their loops are skipped).
+struct LstmOptions {
+  at::Tensor w_ph, rd, zoh, zoc, zero_buf;
+  const float *p_i, *p_f, *p_o, *rdp, *zhp, *zcp, *zero;
+
+  LstmOptions(int64_t H, bool coupled, const c10::optional<at::Tensor>& w_ph_in,
+              const c10::optional<at::Tensor>& rd_in, const c10::optional<at::Tensor>& zo_h_in,
+              const c10::optional<at::Tensor>& zo_c_in) {
+    auto take = [](const c10::optional<at::Tensor>& t) {
+      return (t.has_value() && t->defined() && t->numel() > 0) ? t->to(at::kFloat).contiguous() : at::Tensor();
+    };
+    w_ph = take(w_ph_in); rd = take(rd_in); zoh = take(zo_h_in); zoc = take(zo_c_in);
+    zero_buf = at::zeros({H}, at::TensorOptions().dtype(at::kFloat));
+    zero = zero_buf.data_ptr<float>();
+    p_i = p_f = p_o = zero;
+    if (w_ph.defined()) {
+      const float* ph = w_ph.data_ptr<float>();
+      if (coupled) { p_f = ph; p_o = ph + H; } else { p_i = ph; p_f = ph + H; p_o = ph + 2 * H; }
+    }
+    rdp = rd.defined() ? rd.data_ptr<float>() : nullptr;
+    zhp = zoh.defined() ? zoh.data_ptr<float>() : nullptr;
+    zcp = zoc.defined() ? zoc.data_ptr<float>() : nullptr;
+  }
+};
 
 }  // namespace lstmkit

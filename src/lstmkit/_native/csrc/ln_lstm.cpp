@@ -14,10 +14,6 @@ namespace lstmkit {
 using at::Tensor;
 constexpr float kLnEps = 1e-5f;
 
-static Tensor opt_t(const c10::optional<Tensor>& t) {
-  return (t.has_value() && t->defined() && t->numel() > 0) ? t->contiguous() : Tensor();
-}
-
 static std::vector<int64_t> rows_active(const c10::optional<Tensor>& batch_sizes, int64_t T, int64_t B) {
   std::vector<int64_t> bs(T, B);
   if (batch_sizes.has_value() && batch_sizes->defined()) {
@@ -61,17 +57,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
   const int64_t T = gx.size(0), B = gx.size(1), GH = gx.size(2), H = c0.size(1);
   auto opts = gx.options();
   Tensor w_hh = w_hh_in.contiguous(), w_hh_t = w_hh.t(), w_hh_tc = w_hh_t.contiguous();
-  Tensor w_ph = opt_t(w_ph_in), rd = opt_t(rd_in), zoh = opt_t(zo_h_in), zoc = opt_t(zo_c_in);
-  Tensor zero_t = at::zeros({H}, opts);
-  const float* zero = zero_t.data_ptr<float>();
-  const float *p_i = zero, *p_f = zero, *p_o = zero;
-  if (w_ph.defined()) {
-    const float* ph = w_ph.data_ptr<float>();
-    if (coupled) { p_f = ph; p_o = ph + H; } else { p_i = ph; p_f = ph + H; p_o = ph + 2 * H; }
-  }
-  const float* rdp = rd.defined() ? rd.data_ptr<float>() : nullptr;
-  const float* zhp = zoh.defined() ? zoh.data_ptr<float>() : nullptr;
-  const float* zcp = zoc.defined() ? zoc.data_ptr<float>() : nullptr;
+  const LstmOptions o(H, coupled, w_ph_in, rd_in, zo_h_in, zo_c_in);
+  const float *p_i = o.p_i, *p_f = o.p_f, *p_o = o.p_o, *rdp = o.rdp, *zhp = o.zhp, *zcp = o.zcp, *zero = o.zero;
   const Tensor lhw = ln_hh_w.contiguous(), lhb = ln_hh_b.contiguous(), lcw = ln_c_w.contiguous(), lcb = ln_c_b.contiguous();
   Tensor y = at::empty({T, B, H}, opts), gates = at::empty({T, B, GH}, opts), cn = at::empty({T, B, H}, opts);
   Tensor cs = zcp ? at::empty({T, B, H}, opts) : at::empty({0}, opts);
@@ -178,17 +165,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor& dy_
   const int64_t T = gates.size(0), B = gates.size(1), GH = gates.size(2), H = cn.size(2);
   auto opts = gates.options();
   Tensor w_hh = w_hh_in.contiguous();
-  Tensor w_ph = opt_t(w_ph_in), rd = opt_t(rd_in), zoh = opt_t(zo_h_in), zoc = opt_t(zo_c_in);
-  Tensor zero_t = at::zeros({H}, opts);
-  const float* zero = zero_t.data_ptr<float>();
-  const float *p_i = zero, *p_f = zero, *p_o = zero;
-  if (w_ph.defined()) {
-    const float* ph = w_ph.data_ptr<float>();
-    if (coupled) { p_f = ph; p_o = ph + H; } else { p_i = ph; p_f = ph + H; p_o = ph + 2 * H; }
-  }
-  const float* rdp = rd.defined() ? rd.data_ptr<float>() : nullptr;
-  const float* zhp = zoh.defined() ? zoh.data_ptr<float>() : nullptr;
-  const float* zcp = zoc.defined() ? zoc.data_ptr<float>() : nullptr;
+  const LstmOptions o(H, coupled, w_ph_in, rd_in, zo_h_in, zo_c_in);
+  const float *p_i = o.p_i, *p_f = o.p_f, *p_o = o.p_o, *rdp = o.rdp, *zhp = o.zhp, *zcp = o.zcp, *zero = o.zero;
   const Tensor lhw = ln_hh_w.contiguous(), lcw = ln_c_w.contiguous(), lcb = ln_c_b.contiguous(), c0c = c0.contiguous();
   const float* csp = zcp ? cs.data_ptr<float>() : cn.data_ptr<float>();
   Tensor dA = at::zeros({T, B, GH}, opts), dGh = at::zeros({T, B, GH}, opts), dcl = at::zeros({T, B, H}, opts);

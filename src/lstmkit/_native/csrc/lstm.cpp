@@ -35,7 +35,6 @@ static std::vector<int64_t> rows_per_step(const c10::optional<Tensor>& batch_siz
   return bs;
 }
 
-static at::TensorOptions gates_opts(const Tensor& like) { return like.options().dtype(at::kFloat); }
 
 // Forward. gx (T, B, G*H) holds x W_ih^T + b_ih + b_hh. Returns y (T,B,P), h_T, c_T and what backward needs:
 // gates (T,B,G*H) activated, cn (T,B,H) the new cell before zoneout, cs (T,B,H) the carried cell (only with
@@ -62,22 +61,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_impl
   if (!fusable) { w_hh_t = w_hh.t(); w_hh_tc = w_hh_t.contiguous(); }
   Tensor w_hr, w_hr_t, w_hr_tc;
   if (proj) { w_hr = w_hr_in->contiguous(); w_hr_t = w_hr.t(); w_hr_tc = w_hr_t.contiguous(); }
-  Tensor w_ph = (w_ph_in.has_value() && w_ph_in->defined()) ? w_ph_in->contiguous() : Tensor();
-  Tensor rd = (rd_mask_in.has_value() && rd_mask_in->defined()) ? rd_mask_in->contiguous() : Tensor();
-  Tensor zoh = (zo_h_in.has_value() && zo_h_in->defined()) ? zo_h_in->contiguous() : Tensor();
-  Tensor zoc = (zo_c_in.has_value() && zo_c_in->defined()) ? zo_c_in->contiguous() : Tensor();
-  const float* ph = w_ph.defined() ? w_ph.data_ptr<float>() : nullptr;
-  const float *p_i = nullptr, *p_f = nullptr, *p_o = nullptr;
-  if (ph) { if (coupled) { p_f = ph; p_o = ph + H; } else { p_i = ph; p_f = ph + H; p_o = ph + 2 * H; } }
-  const float* rdp = rd.defined() ? rd.data_ptr<float>() : nullptr;
-  const float* zhp = zoh.defined() ? zoh.data_ptr<float>() : nullptr;
-  const float* zcp = zoc.defined() ? zoc.data_ptr<float>() : nullptr;
-  // absent peepholes / cell zoneout read zeros: the fused loops stay branch-free and vectorise
-  Tensor zero_buf = at::zeros({H}, gates_opts(w_hh));
-  const float* zero = zero_buf.data_ptr<float>();
-  if (!p_i) p_i = zero;
-  if (!p_f) p_f = zero;
-  if (!p_o) p_o = zero;
+  const LstmOptions o(H, coupled, w_ph_in, rd_mask_in, zo_h_in, zo_c_in);
+  const float *p_i = o.p_i, *p_f = o.p_f, *p_o = o.p_o, *rdp = o.rdp, *zhp = o.zhp, *zcp = o.zcp, *zero = o.zero;
   // without projection or recurrent dropout the fused, panel-packed loop (fused_lstm.cpp) runs
   if (!proj && !rdp)
     return lstm_fwd_fused(gx, h0_in, c0_in, w_hh, p_i, p_f, p_o, zhp, zcp, rows_per_step(batch_sizes, T, B), coupled, save);
@@ -206,22 +191,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd(
   Tensor w_hh = (fusable && w_hh_in.scalar_type() == at::kBFloat16) ? w_hh_in.contiguous()
                                                                     : w_hh_in.to(at::kFloat).contiguous();  // (GH, P)
   Tensor w_hr = proj ? w_hr_in->contiguous() : Tensor();  // (P, H)
-  Tensor w_ph = (w_ph_in.has_value() && w_ph_in->defined()) ? w_ph_in->contiguous() : Tensor();
-  Tensor rd = (rd_mask_in.has_value() && rd_mask_in->defined()) ? rd_mask_in->contiguous() : Tensor();
-  Tensor zoh = (zo_h_in.has_value() && zo_h_in->defined()) ? zo_h_in->contiguous() : Tensor();
-  Tensor zoc = (zo_c_in.has_value() && zo_c_in->defined()) ? zo_c_in->contiguous() : Tensor();
-  const float* ph = w_ph.defined() ? w_ph.data_ptr<float>() : nullptr;
-  const float *p_i = nullptr, *p_f = nullptr, *p_o = nullptr;
-  if (ph) { if (coupled) { p_f = ph; p_o = ph + H; } else { p_i = ph; p_f = ph + H; p_o = ph + 2 * H; } }
-  const float* rdp = rd.defined() ? rd.data_ptr<float>() : nullptr;
-  const float* zhp = zoh.defined() ? zoh.data_ptr<float>() : nullptr;
-  const float* zcp = zoc.defined() ? zoc.data_ptr<float>() : nullptr;
-  // absent peepholes / cell zoneout read zeros: the fused loops stay branch-free and vectorise
-  Tensor zero_buf = at::zeros({H}, gates_opts(w_hh));
-  const float* zero = zero_buf.data_ptr<float>();
-  if (!p_i) p_i = zero;
-  if (!p_f) p_f = zero;
-  if (!p_o) p_o = zero;
+  const LstmOptions o(H, coupled, w_ph_in, rd_mask_in, zo_h_in, zo_c_in);
+  const float *p_i = o.p_i, *p_f = o.p_f, *p_o = o.p_o, *rdp = o.rdp, *zhp = o.zhp, *zcp = o.zcp, *zero = o.zero;
   const Tensor c0c = c0.contiguous();
   const float* csp = zcp ? cs.data_ptr<float>() : cn.data_ptr<float>();  // carried cells, per step
   if (!proj && !rdp)
