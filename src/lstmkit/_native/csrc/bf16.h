@@ -1,0 +1,126 @@
+// bfloat16 kernels of the fused LSTM loop: packing W_hh as bf16 pairs and AVX512_BF16 dot-product GEMMs.
+#pragma once
+#include "kernels.h"
+
+#include <cstdint>
+#include <cstring>
+
+namespace lstmkit {
+
+using at::Tensor;
+constexpr int64_t kBf16UB = 16;  // hidden units per panel block (the same as the fp32 panels)
+
+// ---- bfloat16 GEMMs (AVX512_BF16 dot products of bf16 pairs, fp32 accumulation) ----------------------------
+static inline uint16_t to_bf16(float f) {  // round to nearest even
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+
+#if defined(__AVX512BF16__)
+constexpr bool kHasBf16 = true;
+// (U, ceil(K/2), G*kBf16UB, 2): panel u, pair kp holds (W[k=2kp][col], W[2kp+1][col]) for its G*16 columns
+static Tensor pack_panels_bf16(const Tensor& w_hh, int G, int64_t H) {
+  const int64_t K = w_hh.size(1), U = (H + kBf16UB - 1) / kBf16UB, KP = (K + 1) / 2;
+  Tensor wp = at::zeros({U, KP, G * kBf16UB, 2}, at::TensorOptions().dtype(at::kShort));
+  const Tensor w = w_hh.to(at::kBFloat16).contiguous();
+  const uint16_t* src = reinterpret_cast<const uint16_t*>(w.data_ptr());
+  uint16_t* dst = reinterpret_cast<uint16_t*>(wp.data_ptr());
+  for (int64_t u = 0; u < U; ++u)
+    for (int q = 0; q < G; ++q)
+      for (int64_t l = 0; l < kBf16UB && u * kBf16UB + l < H; ++l) {
+        const uint16_t* row = src + (q * H + u * kBf16UB + l) * K;
+        for (int64_t k = 0; k < K; ++k) dst[((u * KP + k / 2) * G * kBf16UB + q * kBf16UB + l) * 2 + (k & 1)] = row[k];
+      }
+  return wp;
+}
+
+template <int R, int G>
+static inline void panel_gemm_bf16(int64_t KP, const uint16_t* A, int64_t lda, const uint16_t* Wp, const float* gx,
+                                   int64_t ldgx, int64_t H, int64_t u, int64_t nl, float* out) {
+  const __mmask16 mask = nl >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nl) - 1);
+  __m512 acc[R][G];
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < G; ++q) acc[r][q] = _mm512_maskz_loadu_ps(mask, gx + r * ldgx + q * H + u * kBf16UB);
+  for (int64_t kp = 0; kp < KP; ++kp) {
+    __m512i b[G];
+    for (int q = 0; q < G; ++q) b[q] = _mm512_loadu_si512(Wp + (kp * G * kBf16UB + q * kBf16UB) * 2);
+    for (int r = 0; r < R; ++r) {
+      int32_t pair;
+      std::memcpy(&pair, A + r * lda + 2 * kp, 4);
+      const __m512i a = _mm512_set1_epi32(pair);
+      for (int q = 0; q < G; ++q) acc[r][q] = _mm512_dpbf16_ps(acc[r][q], (__m512bh)a, (__m512bh)b[q]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < G; ++q) _mm512_storeu_ps(out + (r * G + q) * kBf16UB, acc[r][q]);
+}
+
+template <int G>
+static void panel_gemm_bf16_rows(int R, int64_t KP, const uint16_t* A, int64_t lda, const uint16_t* Wp,
+                                 const float* gx, int64_t ldgx, int64_t H, int64_t u, int64_t nl, float* out) {
+  switch (R) {
+    case 6: panel_gemm_bf16<6, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
+    case 5: panel_gemm_bf16<5, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
+    case 4: panel_gemm_bf16<4, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
+    case 3: panel_gemm_bf16<3, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
+    case 2: panel_gemm_bf16<2, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
+    default: panel_gemm_bf16<1, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
+  }
+}
+
+// (ceil(N/16), ceil(K/2), 16, 2): W (K, N) row-major as bf16 pairs along K, in 16-column blocks
+static Tensor pack_cols_bf16(const Tensor& w /* (K, N) */) {
+  const int64_t K = w.size(0), N = w.size(1), NB = (N + 15) / 16, KP = (K + 1) / 2;
+  Tensor wp = at::zeros({NB, KP, 16, 2}, at::TensorOptions().dtype(at::kShort));
+  const Tensor wb = w.to(at::kBFloat16).contiguous();
+  const uint16_t* src = reinterpret_cast<const uint16_t*>(wb.data_ptr());
+  uint16_t* dst = reinterpret_cast<uint16_t*>(wp.data_ptr());
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t n = 0; n < N; ++n) dst[(((n / 16) * KP + k / 2) * 16 + n % 16) * 2 + (k & 1)] = src[k * N + n];
+  return wp;
+}
+
+// C(M, [n0, n1)) += A(M, K) W(K, N): A bf16 rows (pairs along K, lda even), W from pack_cols_bf16, n0 % 16 == 0
+template <int R>
+static inline void cols_bf16_block(int64_t KP, const uint16_t* A, int64_t lda, const uint16_t* Wp, int64_t nb0,
+                                   int nq, const __mmask16* mk, float* C, int64_t ldc, int64_t n) {
+  __m512 acc[R][4];
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < 4; ++q)
+      acc[r][q] = q < nq ? _mm512_maskz_loadu_ps(mk[q], C + r * ldc + n + 16 * q) : _mm512_setzero_ps();
+  for (int64_t kp = 0; kp < KP; ++kp) {
+    __m512i b[4];
+    for (int q = 0; q < nq; ++q) b[q] = _mm512_loadu_si512(Wp + (((nb0 + q) * KP + kp) * 16) * 2);
+    for (int r = 0; r < R; ++r) {
+      int32_t pair;
+      std::memcpy(&pair, A + r * lda + 2 * kp, 4);
+      const __m512i a = _mm512_set1_epi32(pair);
+      for (int q = 0; q < nq; ++q) acc[r][q] = _mm512_dpbf16_ps(acc[r][q], (__m512bh)a, (__m512bh)b[q]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < nq; ++q) _mm512_mask_storeu_ps(C + r * ldc + n + 16 * q, mk[q], acc[r][q]);
+}
+
+static void gemm_cols_bf16(int64_t M, int64_t KP, const uint16_t* A, int64_t lda, const uint16_t* Wp, float* C,
+                           int64_t ldc, int64_t n0, int64_t n1) {
+  for (int64_t n = n0; n < n1; n += 64) {
+    const int64_t left = std::min<int64_t>(64, n1 - n);
+    const int nq = (int)((left + 15) / 16);
+    __mmask16 mk[4];
+    for (int q = 0; q < 4; ++q) {
+      const int64_t l = left - 16 * q;
+      mk[q] = l >= 16 ? (__mmask16)0xFFFF : (l <= 0 ? (__mmask16)0 : (__mmask16)((1u << l) - 1));
+    }
+    int64_t m = 0;
+    for (; m + 4 <= M; m += 4) cols_bf16_block<4>(KP, A + m * lda, lda, Wp, n / 16, nq, mk, C + m * ldc, ldc, n);
+    for (; m < M; ++m) cols_bf16_block<1>(KP, A + m * lda, lda, Wp, n / 16, nq, mk, C + m * ldc, ldc, n);
+  }
+}
+#else
+constexpr bool kHasBf16 = false;
+#endif
+
+}  // namespace lstmkit
