@@ -20,7 +20,6 @@ Example::
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -36,9 +35,9 @@ from lstmkit.errors import UserError
 from lstmkit.models import Model, load_model, register, save_model
 from lstmkit.tasks import metrics as M
 from lstmkit.tasks import plots
-from lstmkit.tasks.forecast import single_threaded
 from lstmkit.tasks.common import (CommonConfig, OutputDir, TimeBudget, base_config, make_recurrent, progress,
-                                  set_seed, task_config, write_json, write_report)
+                                  set_seed, single_threaded, task_config, write_json, write_predictions,
+                                  write_report)
 
 TASK = "classify"
 NORMS = ("series", "global", "none")
@@ -299,12 +298,7 @@ def predict(args) -> int:
     for sid, row in zip(ss.ids, p):
         lines.append(",".join([sid, classes[int(row.argmax())]] + [f"{v:.6g}" for v in row]))
     text = "\n".join(lines) + "\n"
-    if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
-        if not args.quiet:
-            print(f"wrote {len(ss)} predictions to {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    write_predictions(text, args.output, args.quiet, f"{len(ss)} predictions")
     return 0
 
 

@@ -25,8 +25,6 @@ Example::
 """
 from __future__ import annotations
 
-import sys
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -43,7 +41,8 @@ from lstmkit.models import Model, load_model, register, save_model
 from lstmkit.tasks import metrics as M
 from lstmkit.tasks import plots
 from lstmkit.tasks.common import (CommonConfig, OutputDir, TimeBudget, base_config, make_recurrent, progress,
-                                  set_seed, task_config, write_json, write_report)
+                                  set_seed, single_threaded, task_config, write_json, write_predictions,
+                                  write_report)
 
 TASK = "forecast"
 QUANTILES = (0.1, 0.5, 0.9)
@@ -103,19 +102,6 @@ class LSTMForecaster(Model):
     def call(self, x):
         out = self.rnn(x)[0]
         return self.head(out[:, -1]).view(x.shape[0], self.horizon, self.n_targets, len(self.quantiles))
-
-
-@contextmanager
-def single_threaded():
-    """Run torch on one intra-op thread inside the block (restored after). The task models are small: extra
-    threads cost more in synchronisation than they give (co2: 0.6 s per epoch on one thread, 7 s on two on a
-    busy 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def pinball_loss(pred: torch.Tensor, y: torch.Tensor, quantiles: Sequence[float]) -> torch.Tensor:
@@ -399,12 +385,7 @@ def predict(args) -> int:
             vals += [f"{fc[i, j, 1]:.6g}", f"{fc[i, j, 0]:.6g}", f"{fc[i, j, 2]:.6g}"]
         lines.append(",".join(vals))
     text = "\n".join(lines) + "\n"
-    if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
-        if not args.quiet:
-            print(f"wrote {H} forecast rows to {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    write_predictions(text, args.output, args.quiet, f"{H} forecast rows")
     return 0
 
 
