@@ -22,10 +22,7 @@ constexpr int MR = 6;
 static_assert(UB == kBf16UB, "bf16 and fp32 panels hold the same units");       // rows per register block (6 rows x 4 gates = 24 accumulators)
 
 static bool use_two_threads(int64_t B, int64_t GH, int64_t K, int64_t U) {
-  static const int forced = [] {
-    const char* e = std::getenv("LSTMKIT_THREADS");
-    return e ? std::atoi(e) : 0;
-  }();
+  const int forced = forced_threads();
   if (forced == 1 || U < 2 || at::get_num_threads() < 2 || at::in_parallel_region()) return false;
   if (forced >= 2) return true;
   return B * GH * K >= 12288;  // below this a step is a few hundred ns: the barrier would cost as much

@@ -9,15 +9,6 @@ namespace lstmkit {
 
 using at::Tensor;
 
-static std::vector<int64_t> steps_rows(const c10::optional<Tensor>& batch_sizes, int64_t T, int64_t B) {
-  std::vector<int64_t> bs(T, B);
-  if (batch_sizes.has_value() && batch_sizes->defined()) {
-    auto acc = batch_sizes->contiguous().to(at::kLong);
-    for (int64_t t = 0; t < T; ++t) bs[t] = acc.data_ptr<int64_t>()[t];
-  }
-  return bs;
-}
-
 static Tensor opt_contig(const c10::optional<Tensor>& t) {
   return (t.has_value() && t->defined() && t->numel() > 0) ? t->contiguous() : Tensor();
 }
@@ -42,7 +33,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_fwd(
   const float* zero = zero_buf.data_ptr<float>();
   Tensor h = h0.contiguous().clone(), gh = at::empty({B, H3}, opts), hm = rdp ? at::empty({B, H}, opts) : Tensor();
   float* hp = h.data_ptr<float>();
-  const auto bs = steps_rows(batch_sizes, T, B);
+  const auto bs = rows_per_step(batch_sizes, T, B);
   for (int64_t t = 0; t < T; ++t) {
     const int64_t bt = bs[t];
     float* ghp = gh.data_ptr<float>();
@@ -105,7 +96,7 @@ std::tuple<Tensor, Tensor, Tensor> gru_bwd(
   Tensor dh = dhT.contiguous().clone(), rec = at::empty({B, H}, opts);
   const Tensor h0c = h0.contiguous(), yc = y.contiguous();
   float* dhp = dh.data_ptr<float>();
-  const auto bs = steps_rows(batch_sizes, T, B);
+  const auto bs = rows_per_step(batch_sizes, T, B);
   for (int64_t t = T - 1; t >= 0; --t) {
     const int64_t bt = bs[t];
     const float* G_t = gates.data_ptr<float>() + t * B * H3;
@@ -165,7 +156,7 @@ std::tuple<Tensor, Tensor, Tensor> rnn_fwd(
   const float* zero = zero_buf.data_ptr<float>();
   Tensor h = h0.contiguous().clone(), hm = rdp ? at::empty({B, H}, opts) : Tensor();
   float* hp = h.data_ptr<float>();
-  const auto bs = steps_rows(batch_sizes, T, B);
+  const auto bs = rows_per_step(batch_sizes, T, B);
   for (int64_t t = 0; t < T; ++t) {
     const int64_t bt = bs[t];
     float* a = act.data_ptr<float>() + t * B * H;
@@ -224,7 +215,7 @@ std::tuple<Tensor, Tensor> rnn_bwd(
   Tensor zero_buf = at::zeros({H}, opts);
   const float* zero = zero_buf.data_ptr<float>();
   float* dhp = dh.data_ptr<float>();
-  const auto bs = steps_rows(batch_sizes, T, B);
+  const auto bs = rows_per_step(batch_sizes, T, B);
   for (int64_t t = T - 1; t >= 0; --t) {
     const int64_t bt = bs[t];
     const float* v_t = hnc.data_ptr<float>() + t * B * H;

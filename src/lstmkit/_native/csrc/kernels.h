@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -213,5 +214,16 @@ struct LstmOptions {
     zcp = zoc.defined() ? zoc.data_ptr<float>() : nullptr;
   }
 };
+
+// Rows active at each step (the batch sorted longest first): batch_sizes, or B at every step when absent.
+static inline std::vector<int64_t> rows_per_step(const c10::optional<at::Tensor>& batch_sizes, int64_t T, int64_t B) {
+  std::vector<int64_t> bs(T, B);
+  if (batch_sizes.has_value() && batch_sizes->defined()) {
+    const at::Tensor acc = batch_sizes->contiguous().to(at::kLong);
+    const int64_t* p = acc.data_ptr<int64_t>();
+    for (int64_t t = 0; t < T; ++t) bs[t] = p[t];
+  }
+  return bs;
+}
 
 }  // namespace lstmkit

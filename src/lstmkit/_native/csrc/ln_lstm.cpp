@@ -14,15 +14,6 @@ namespace lstmkit {
 using at::Tensor;
 constexpr float kLnEps = 1e-5f;
 
-static std::vector<int64_t> rows_active(const c10::optional<Tensor>& batch_sizes, int64_t T, int64_t B) {
-  std::vector<int64_t> bs(T, B);
-  if (batch_sizes.has_value() && batch_sizes->defined()) {
-    auto acc = batch_sizes->contiguous().to(at::kLong);
-    for (int64_t t = 0; t < T; ++t) bs[t] = acc.data_ptr<int64_t>()[t];
-  }
-  return bs;
-}
-
 // normalise v (n values) in place into out; returns 1/std
 static inline float normalise(const float* v, float* out, int64_t n) {
   float mean = 0.f;
@@ -66,7 +57,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
   Tensor n_c = at::zeros({T, B, H}, opts), r_c = at::zeros({T, B}, opts);
   Tensor h = h0.contiguous().clone(), c = c0.contiguous().clone();
   float *hp = h.data_ptr<float>(), *cp = c.data_ptr<float>();
-  const auto bs = rows_active(batch_sizes, T, B);
+  const auto bs = rows_per_step(batch_sizes, T, B);
   // rows [b0, b1) through the whole time loop (rows are independent: the batch can be split between threads)
   auto body = [&](int64_t b0, int64_t b1, bool split) {
     FlushDenormals ftz;
@@ -172,7 +163,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor& dy_
   Tensor dA = at::zeros({T, B, GH}, opts), dGh = at::zeros({T, B, GH}, opts), dcl = at::zeros({T, B, H}, opts);
   Tensor dh = dhT.contiguous().clone(), dc = dcT.contiguous().clone();
   float *dhp = dh.data_ptr<float>(), *dcp = dc.data_ptr<float>();
-  const auto bs = rows_active(batch_sizes, T, B);
+  const auto bs = rows_per_step(batch_sizes, T, B);
   auto body = [&](int64_t b0, int64_t b1, bool split) {
     FlushDenormals ftz;
     Tensor rec = at::empty({B, H}, opts), dn = at::empty({GH}, opts), dcn_ln = at::empty({H}, opts);

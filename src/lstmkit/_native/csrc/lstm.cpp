@@ -25,17 +25,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd_fused(
     const float* zc, const std::vector<int64_t>& bs, bool coupled);
 
 
-static std::vector<int64_t> rows_per_step(const c10::optional<Tensor>& batch_sizes, int64_t T, int64_t B) {
-  std::vector<int64_t> bs(T, B);
-  if (batch_sizes.has_value() && batch_sizes->defined()) {
-    auto acc = batch_sizes->contiguous().to(at::kLong);
-    const int64_t* p = acc.data_ptr<int64_t>();
-    for (int64_t t = 0; t < T; ++t) bs[t] = p[t];
-  }
-  return bs;
-}
-
-
 // Forward. gx (T, B, G*H) holds x W_ih^T + b_ih + b_hh. Returns y (T,B,P), h_T, c_T and what backward needs:
 // gates (T,B,G*H) activated, cn (T,B,H) the new cell before zoneout, cs (T,B,H) the carried cell (only with
 // cell zoneout, else empty), m (T,B,H) = o*tanh(cn) (only with projection, else empty).

@@ -71,15 +71,21 @@ struct Team2 {
 
 namespace lstmkit {
 
+// LSTMKIT_THREADS: 1 forces one thread, 2 forces two (when the runtime grants them), unset lets size decide.
+inline int forced_threads() {
+  static const int forced = [] {
+    const char* e = std::getenv("LSTMKIT_THREADS");
+    return e ? std::atoi(e) : 0;
+  }();
+  return forced;
+}
+
 // Run body(b0, b1, split) on the batch rows [0, B): split between the two threads of the team when each half has
 // enough work (rows are independent through the whole time loop, so no barrier is needed), else on one thread.
 // ``bs`` are the rows active per step (rows sorted longest first): the split point balances the total steps.
 template <class F>
 void split_rows(const std::vector<int64_t>& bs, int64_t B, int64_t macs_per_row_step, F&& body) {
-  static const int forced = [] {
-    const char* e = std::getenv("LSTMKIT_THREADS");
-    return e ? std::atoi(e) : 0;
-  }();
+  const int forced = forced_threads();
   int64_t total = 0;
   for (int64_t v : bs) total += v;
   const bool two = B >= 2 && forced != 1 && at::get_num_threads() >= 2 && !at::in_parallel_region() &&
