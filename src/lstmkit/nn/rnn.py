@@ -23,6 +23,11 @@ def _check_prob(name: str, value: float, upper_inclusive: bool = False) -> float
     return float(value)
 
 
+# DirectionWeights' fields, as parameter-name stems
+_WEIGHT_STEMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_ph", "ln_ih_weight",
+                 "ln_ih_bias", "ln_hh_weight", "ln_hh_bias", "ln_c_weight", "ln_c_bias")
+
+
 class RNNBase(nn.Module):
     """Shared machinery of :class:`LSTM`, :class:`GRU` and :class:`RNN`: parameters, validation, the layer loop.
 
@@ -127,10 +132,22 @@ class RNNBase(nn.Module):
         """No-op kept for torch.nn compatibility (torch compacts cuDNN weights here; lstmkit keeps them separate)."""
 
     def _direction_weights(self, index: int) -> DirectionWeights:
-        get = lambda stem: getattr(self, stem + self._suffix(index), None)  # noqa: E731
-        return DirectionWeights(get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"),
-                                get("weight_hr"), get("weight_ph"), get("ln_ih_weight"), get("ln_ih_bias"),
-                                get("ln_hh_weight"), get("ln_hh_bias"), get("ln_c_weight"), get("ln_c_bias"))
+        # nn.Module.__getattr__ costs about 2 us a name, and far more for an absent one (it raises): for a small
+        # layer that is as much as the kernel. So: the names this layer-direction has, then plain dict lookups
+        # (getattr only for a weight that is not a registered Parameter, e.g. one moved by nn.utils.parametrize).
+        names = self.__dict__.get("_direction_names")
+        if names is None:
+            names = [self._weight_names(i) for i in range(len(self._all_weights))]
+            self.__dict__["_direction_names"] = names
+        params = self._parameters
+        return DirectionWeights(*[None if n is None else (params.get(n) if n in params else getattr(self, n))
+                                  for n in names[index]])
+
+    def _weight_names(self, index: int) -> tuple:
+        """The parameter name of each DirectionWeights field for layer-direction ``index`` (None where absent)."""
+        present = set(self._all_weights[index] + self._extra_weights_names[index])
+        sfx = self._suffix(index)
+        return tuple(stem + sfx if stem + sfx in present else None for stem in _WEIGHT_STEMS)
 
     def _suffix(self, index: int) -> str:
         num_dirs = 2 if self.bidirectional else 1
@@ -161,7 +178,7 @@ class RNNBase(nn.Module):
     # -- forward ----------------------------------------------------------------------------------------
     def _prepare(self, input, lengths):
         """Return ``(x (T, B, D), lengths, unbatched, packed_input)`` after validating everything."""
-        ref = next(self.parameters())
+        ref = self._direction_weights(0).w_ih  # dtype and device the input must match
         if isinstance(input, PackedSequence):
             if lengths is not None:
                 raise ValueError("lengths must be None when input is a PackedSequence (it carries its lengths)")
@@ -180,13 +197,15 @@ class RNNBase(nn.Module):
     def _initial_state(self, name: str, hx: Optional[Tensor], size: int, x: Tensor, unbatched: bool) -> Tensor:
         num = self.num_layers * (2 if self.bidirectional else 1)
         if hx is None:
-            return x.new_zeros(num, x.size(1), size)
+            return None  # zeros, made per layer-direction by _run (cheaper than slicing a stacked tensor)
         expected = (num, size) if unbatched else (num, x.size(1), size)
         _checks.check_state(name, hx, expected, x)
         return hx.unsqueeze(1) if unbatched else hx
 
-    def _run(self, x: Tensor, h0: Tensor, c0: Optional[Tensor], lengths: Optional[Tensor]):
-        """The layer loop over ``x (T, B, D)``: returns ``y (T, B, dirs*P)``, ``h_n``, ``c_n`` (or None)."""
+    def _run(self, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], lengths: Optional[Tensor],
+             with_cell: bool):
+        """The layer loop over ``x (T, B, D)``: returns ``y (T, B, dirs*P)``, ``h_n``, ``c_n`` (None unless
+        ``with_cell``). ``h0``/``c0`` None mean zeros."""
         which = _backend.resolve(self.backend)
         num_dirs = 2 if self.bidirectional else 1
         steps, batch = x.size(0), x.size(1)
@@ -204,15 +223,18 @@ class RNNBase(nn.Module):
                     zo_h = x.new_empty(steps, batch, state).bernoulli_(self.zoneout)
                     zo_c = x.new_empty(steps, batch, hidden).bernoulli_(self.zoneout)
                 seq = layer_input if direction == 0 else _checks.reverse_padded(layer_input, lengths)
-                y, h_t, c_t = run_direction(which, self.spec, seq, h0[index], None if c0 is None else c0[index],
-                                            self._direction_weights(index), lengths, rd, zo_h, zo_c)
+                h_i = x.new_zeros(batch, state) if h0 is None else h0[index]
+                c_i = None if not with_cell else x.new_zeros(batch, hidden) if c0 is None else c0[index]
+                y, h_t, c_t = run_direction(which, self.spec, seq, h_i, c_i, self._direction_weights(index),
+                                            lengths, rd, zo_h, zo_c)
                 outputs.append(y if direction == 0 else _checks.reverse_padded(y, lengths))
                 hs.append(h_t)
                 cs.append(c_t)
             layer_input = outputs[0] if num_dirs == 1 else torch.cat(outputs, dim=-1)  # (T, B, dirs*P)
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 layer_input = nn.functional.dropout(layer_input, self.dropout, training=True)
-        return layer_input, torch.stack(hs), (torch.stack(cs) if c0 is not None else None)
+        stack = (lambda ts: ts[0].unsqueeze(0)) if len(hs) == 1 else torch.stack  # noqa: E731
+        return layer_input, stack(hs), (stack(cs) if with_cell else None)
 
     def _finish(self, y: Tensor, packed: Optional[PackedSequence], unbatched: bool, lengths):
         if packed is not None:
@@ -238,7 +260,7 @@ class RNNBase(nn.Module):
         else:
             h0 = self._initial_state("hx", hx, self.hidden_size, x, unbatched)
             c0 = None
-        y, h_n, c_n = self._run(x, h0, c0, lens)
+        y, h_n, c_n = self._run(x, h0, c0, lens, with_cell)
         out = self._finish(y, packed, unbatched, lens)
         if unbatched:
             h_n = h_n.squeeze(1)

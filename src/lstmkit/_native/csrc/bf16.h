@@ -27,12 +27,17 @@ static Tensor pack_panels_bf16(const Tensor& w_hh, int G, int64_t H) {
   const Tensor w = w_hh.to(at::kBFloat16).contiguous();
   const uint16_t* src = reinterpret_cast<const uint16_t*>(w.data_ptr());
   uint16_t* dst = reinterpret_cast<uint16_t*>(wp.data_ptr());
+  // in 32-step blocks of k so that reads and writes stay in L1 (see pack_panels)
+  const int64_t GU = G * kBf16UB;
   for (int64_t u = 0; u < U; ++u)
-    for (int q = 0; q < G; ++q)
-      for (int64_t l = 0; l < kBf16UB && u * kBf16UB + l < H; ++l) {
-        const uint16_t* row = src + (q * H + u * kBf16UB + l) * K;
-        for (int64_t k = 0; k < K; ++k) dst[((u * KP + k / 2) * G * kBf16UB + q * kBf16UB + l) * 2 + (k & 1)] = row[k];
-      }
+    for (int64_t k0 = 0; k0 < K; k0 += 32) {
+      const int64_t kn = std::min<int64_t>(32, K - k0);
+      for (int q = 0; q < G; ++q)
+        for (int64_t l = 0; l < kBf16UB && u * kBf16UB + l < H; ++l) {
+          const uint16_t* row = src + (q * H + u * kBf16UB + l) * K;
+          for (int64_t k = k0; k < k0 + kn; ++k) dst[((u * KP + k / 2) * GU + q * kBf16UB + l) * 2 + (k & 1)] = row[k];
+        }
+    }
   return wp;
 }
 

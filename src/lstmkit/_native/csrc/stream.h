@@ -19,7 +19,8 @@ using at::Tensor;
 struct StreamLayer {
   int64_t D, H, P, G;
   bool coupled;
-  Tensor w_cat;   // (D+P, G*H) row-major: W_ih^T on top of W_hh^T
+  std::vector<Tensor> w_gate;  // per gate: (D+P, H) = W_ih^T on top of W_hh^T, as 16-column panels (pack_cols16)
+  Tensor xh;      // (2, B, D+P): [x_t, h_{t-1}], the GEMM operand (one copy per thread)
   Tensor bias;    // (G*H)
   Tensor w_ph;    // (3H) or (2H), or undefined
   Tensor w_hr_t;  // (H, P) row-major, or undefined
@@ -42,7 +43,9 @@ class LSTMStream {
       L.D = w_ih.size(1);
       L.P = w_hh.size(1);
       L.H = w_ih.size(0) / L.G;
-      L.w_cat = at::cat({w_ih.t(), w_hh.t()}, 0).contiguous();
+      const Tensor w_cat = at::cat({w_ih.t(), w_hh.t()}, 0);  // (D+P, G*H)
+      for (int q = 0; q < L.G; ++q) L.w_gate.push_back(pack_cols16(w_cat.narrow(1, q * L.H, L.H)));
+      L.xh = at::zeros({2, B_, L.D + L.P}, at::kFloat);
       L.bias = w[2].numel() ? w[2].detach().to(at::kFloat).contiguous() : at::zeros({L.G * L.H}, at::kFloat);
       if (w[3].numel()) L.w_hr_t = w[3].detach().to(at::kFloat).t().contiguous();
       if (w[4].numel()) L.w_ph = w[4].detach().to(at::kFloat).contiguous();
@@ -94,12 +97,17 @@ class LSTMStream {
       float* hnew = L.h[cur_ ^ 1].data_ptr<float>();
       float* g = L.gates.data_ptr<float>();
       const float* bias = L.bias.data_ptr<float>();
-      const float* W = L.w_cat.data_ptr<float>();
+      // [x_t, h_{t-1}] in one buffer (one per thread: it is tiny), so each gate block is one GEMM with
+      // K = D + P over contiguous panels
+      float* xh = L.xh.data_ptr<float>() + tid * B_ * (D + P);
+      for (int64_t b = 0; b < B_; ++b) {
+        std::memcpy(xh + b * (D + P), in + b * D, sizeof(float) * D);
+        std::memcpy(xh + b * (D + P) + D, hcur + b * P, sizeof(float) * P);
+      }
       for (int q = 0; q < L.G; ++q) {
         const int64_t n0 = q * H + j0, n1 = q * H + j1;
         for (int64_t b = 0; b < B_; ++b) std::memcpy(g + b * GH + n0, bias + n0, sizeof(float) * (n1 - n0));
-        gemm_acc_cols((int)B_, (int)D, in, (int)D, W, (int)GH, g, (int)GH, (int)n0, (int)n1);
-        gemm_acc_cols((int)B_, (int)P, hcur, (int)P, W + D * GH, (int)GH, g, (int)GH, (int)n0, (int)n1);
+        gemm_packed_cols(B_, D + P, xh, D + P, L.w_gate[q].data_ptr<float>(), g + q * H, GH, j0, j1);
       }
       const float* ph = L.w_ph.defined() ? L.w_ph.data_ptr<float>() : nullptr;
       const float* zero = L.zero.data_ptr<float>();
