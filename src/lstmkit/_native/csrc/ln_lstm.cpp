@@ -17,11 +17,14 @@ constexpr float kLnEps = 1e-5f;
 // normalise v (n values) in place into out; returns 1/std
 static inline float normalise(const float* v, float* out, int64_t n) {
   float mean = 0.f;
+#pragma omp simd reduction(+ : mean)
   for (int64_t k = 0; k < n; ++k) mean += v[k];
   mean /= (float)n;
   float var = 0.f;
+#pragma omp simd reduction(+ : var)
   for (int64_t k = 0; k < n; ++k) { const float d = v[k] - mean; var += d * d; }
   const float rstd = 1.f / std::sqrt(var / (float)n + kLnEps);
+#pragma omp simd
   for (int64_t k = 0; k < n; ++k) out[k] = (v[k] - mean) * rstd;
   return rstd;
 }
@@ -29,9 +32,11 @@ static inline float normalise(const float* v, float* out, int64_t n) {
 // dx of y = n * w (+ b), n = (x - mean) * rstd, given dn = dy * w: rstd * (dn - mean(dn) - n * mean(dn * n))
 static inline void normalise_backward(const float* dn, const float* n, float rstd, float* dx, int64_t len) {
   float s1 = 0.f, s2 = 0.f;
+#pragma omp simd reduction(+ : s1, s2)
   for (int64_t k = 0; k < len; ++k) { s1 += dn[k]; s2 += dn[k] * n[k]; }
   s1 /= (float)len;
   s2 /= (float)len;
+#pragma omp simd
   for (int64_t k = 0; k < len; ++k) dx[k] = rstd * (dn[k] - s1 - n[k] * s2);
 }
 
@@ -47,19 +52,23 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
   const Tensor gx = gx_in.contiguous();
   const int64_t T = gx.size(0), B = gx.size(1), GH = gx.size(2), H = c0.size(1);
   auto opts = gx.options();
-  Tensor w_hh = w_hh_in.contiguous(), w_hh_t = w_hh.t(), w_hh_tc = w_hh_t.contiguous();
+  // W_hh^T (H, GH) as contiguous 16-column panels: each thread streams them in order, 6 rows at a time
+  const Tensor w_pk = pack_cols16(w_hh_in.t());
   const LstmOptions o(H, coupled, w_ph_in, rd_in, zo_h_in, zo_c_in);
   const float *p_i = o.p_i, *p_f = o.p_f, *p_o = o.p_o, *rdp = o.rdp, *zhp = o.zhp, *zcp = o.zcp, *zero = o.zero;
   const Tensor lhw = ln_hh_w.contiguous(), lhb = ln_hh_b.contiguous(), lcw = ln_c_w.contiguous(), lcb = ln_c_b.contiguous();
   Tensor y = at::empty({T, B, H}, opts), gates = at::empty({T, B, GH}, opts), cn = at::empty({T, B, H}, opts);
   Tensor cs = zcp ? at::empty({T, B, H}, opts) : at::empty({0}, opts);
-  Tensor n_hh = at::zeros({T, B, GH}, opts), r_hh = at::zeros({T, B}, opts);
-  Tensor n_c = at::zeros({T, B, H}, opts), r_c = at::zeros({T, B}, opts);
+  // rows past their length are never written: zero-fill only when there are such rows
+  const auto bs = rows_per_step(batch_sizes, T, B);
+  const bool full = bs.empty() || bs.back() == B;
+  auto alloc = [&](at::IntArrayRef size) { return full ? at::empty(size, opts) : at::zeros(size, opts); };
+  Tensor n_hh = alloc({T, B, GH}), r_hh = alloc({T, B});
+  Tensor n_c = alloc({T, B, H}), r_c = alloc({T, B});
   Tensor h = h0.contiguous().clone(), c = c0.contiguous().clone();
   float *hp = h.data_ptr<float>(), *cp = c.data_ptr<float>();
-  const auto bs = rows_per_step(batch_sizes, T, B);
   // rows [b0, b1) through the whole time loop (rows are independent: the batch can be split between threads)
-  auto body = [&](int64_t b0, int64_t b1, bool split) {
+  auto body = [&](int64_t b0, int64_t b1, bool /*split*/) {
     FlushDenormals ftz;
     Tensor gh = at::empty({B, GH}, opts), hm = at::empty({B, H}, opts);
     for (int64_t t = 0; t < T; ++t) {
@@ -72,10 +81,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
         for (int64_t k = 0; k < nb * H; ++k) hmp[k] = hin[k] * rdp[b0 * H + k];
         hin = hmp;
       }
-      if (split)
-        gemm_acc_cols((int)nb, (int)H, hin, (int)H, w_hh_tc.data_ptr<float>(), (int)GH, ghp, (int)GH, 0, (int)GH);
-      else
-        gemm_acc((int)nb, (int)GH, (int)H, hin, (int)H, w_hh_tc.data_ptr<float>(), (int)GH, ghp, (int)GH, w_hh_t);
+      gemm_packed_cols(nb, H, hin, H, w_pk.data_ptr<float>(), ghp, GH, 0, GH);
       for (int64_t b = b0; b < be; ++b) {
         const int64_t row = t * B + b;
         float* nh = n_hh.data_ptr<float>() + row * GH;
@@ -155,16 +161,18 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor& dy_
   const Tensor dy = dy_in.contiguous();
   const int64_t T = gates.size(0), B = gates.size(1), GH = gates.size(2), H = cn.size(2);
   auto opts = gates.options();
-  Tensor w_hh = w_hh_in.contiguous();
+  const Tensor w_pk = pack_cols16(w_hh_in);  // W_hh (GH, H) as K x N panels for dh = dGh W_hh
   const LstmOptions o(H, coupled, w_ph_in, rd_in, zo_h_in, zo_c_in);
   const float *p_i = o.p_i, *p_f = o.p_f, *p_o = o.p_o, *rdp = o.rdp, *zhp = o.zhp, *zcp = o.zcp, *zero = o.zero;
   const Tensor lhw = ln_hh_w.contiguous(), lcw = ln_c_w.contiguous(), lcb = ln_c_b.contiguous(), c0c = c0.contiguous();
   const float* csp = zcp ? cs.data_ptr<float>() : cn.data_ptr<float>();
-  Tensor dA = at::zeros({T, B, GH}, opts), dGh = at::zeros({T, B, GH}, opts), dcl = at::zeros({T, B, H}, opts);
+  const auto bs = rows_per_step(batch_sizes, T, B);
+  const bool full = bs.empty() || bs.back() == B;  // rows past their length are not written: zero them
+  auto alloc = [&](at::IntArrayRef size) { return full ? at::empty(size, opts) : at::zeros(size, opts); };
+  Tensor dA = alloc({T, B, GH}), dGh = alloc({T, B, GH}), dcl = alloc({T, B, H});
   Tensor dh = dhT.contiguous().clone(), dc = dcT.contiguous().clone();
   float *dhp = dh.data_ptr<float>(), *dcp = dc.data_ptr<float>();
-  const auto bs = rows_per_step(batch_sizes, T, B);
-  auto body = [&](int64_t b0, int64_t b1, bool split) {
+  auto body = [&](int64_t b0, int64_t b1, bool /*split*/) {
     FlushDenormals ftz;
     Tensor rec = at::empty({B, H}, opts), dn = at::empty({GH}, opts), dcn_ln = at::empty({H}, opts);
     for (int64_t t = T - 1; t >= 0; --t) {
@@ -183,11 +191,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor& dy_
         const float* og = coupled ? g + 2 * H : g + 3 * H;
         float* dao = coupled ? da + 2 * H : da + 3 * H;
         float* dnc = dn.data_ptr<float>();  // reuse: dLoss/dn_c, H values
+        const float* dyr = dy.data_ptr<float>() + row * H;
+        float* dhr = dhp + b * H;
+#pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
-          const int64_t k = b * H + j;
-          const float d = dy.data_ptr<float>()[row * H + j] + dhp[k];
+          const float d = dyr[j] + dhr[j];
           const float dm = (1.f - kh[j]) * d;
-          dhp[k] = kh[j] * d;
+          dhr[j] = kh[j] * d;
           const float o = og[j];
           const float tl = tanhf_(cw[j] * nc[j] + cbias[j]);
           dao[j] = dm * tl * o * (1.f - o);
@@ -197,6 +207,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor& dy_
         float* dcnl = dcn_ln.data_ptr<float>();
         normalise_backward(dnc, nc, r_c.data_ptr<float>()[row], dcnl, H);
         float* dcb = dcp + b * H;
+#pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
           const float cprev = cpb[j], dcarry = dcb[j];
           const float dcn = dcnl[j] + dao[j] * p_o[j] + (1.f - kc[j]) * dcarry;
@@ -217,6 +228,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor& dy_
         // through LN_hh: dGh = LN backward of (dA * gain)
         float* dnh = dn.data_ptr<float>();  // now G*H values
         const float* w = lhw.data_ptr<float>();
+#pragma omp simd
         for (int64_t k = 0; k < GH; ++k) dnh[k] = da[k] * w[k];
         normalise_backward(dnh, n_hh.data_ptr<float>() + row * GH, r_hh.data_ptr<float>()[row],
                            dGh.data_ptr<float>() + row * GH, GH);
@@ -224,10 +236,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor& dy_
       float* rp = rec.data_ptr<float>() + b0 * H;
       std::memset(rp, 0, sizeof(float) * nb * H);
       const float* dgh = dGh.data_ptr<float>() + (t * B + b0) * GH;
-      if (split)
-        gemm_acc_cols((int)nb, (int)GH, dgh, (int)GH, w_hh.data_ptr<float>(), (int)H, rp, (int)H, 0, (int)H);
-      else
-        gemm_acc((int)nb, (int)H, (int)GH, dgh, (int)GH, w_hh.data_ptr<float>(), (int)H, rp, (int)H, w_hh);
+      gemm_packed_cols(nb, GH, dgh, GH, w_pk.data_ptr<float>(), rp, H, 0, H);
       float* dhb = dhp + b0 * H;
       for (int64_t k = 0; k < nb * H; ++k) dhb[k] += rdp ? rp[k] * rdp[b0 * H + k] : rp[k];
     }
