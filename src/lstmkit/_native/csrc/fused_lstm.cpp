@@ -165,6 +165,34 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
           const float* kh = a.zh ? a.zh + (t * B + b) * H + j0 : a.zero;
           const float* kc = a.zc ? a.zc + (t * B + b) * H + j0 : a.zero;
           const float *pi = a.p_i + j0, *pf = a.p_f + j0, *po = a.p_o + j0;
+#if defined(__AVX512F__)
+          // the 16 units of this panel are one vector: the gate pass in registers
+          const __mmask16 mk = nl >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nl) - 1);
+          const __m512 one = _mm512_set1_ps(1.f);
+          const __m512 cprev = _mm512_maskz_loadu_ps(mk, cb);
+          __m512 i = one, f, g, o;
+          if (G == 4) {
+            i = sigmoid512(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, pi), cprev, _mm512_load_ps(p)));
+            f = sigmoid512(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, pf), cprev, _mm512_load_ps(p + UB)));
+            g = tanh512(_mm512_load_ps(p + 2 * UB));
+          } else {
+            f = sigmoid512(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, pf), cprev, _mm512_load_ps(p)));
+            g = tanh512(_mm512_load_ps(p + UB));
+            i = _mm512_sub_ps(one, f);
+          }
+          const __m512 cnew = _mm512_fmadd_ps(f, cprev, _mm512_mul_ps(i, g));
+          o = sigmoid512(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, po), cnew, _mm512_load_ps(p + (G - 1) * UB)));
+          const __m512 hn = _mm512_mul_ps(o, tanh512(cnew));
+          if (G == 4) _mm512_mask_storeu_ps(gb, mk, i);
+          _mm512_mask_storeu_ps(gb + (G - 3) * H, mk, f);
+          _mm512_mask_storeu_ps(gb + (G - 2) * H, mk, g);
+          _mm512_mask_storeu_ps(gb + (G - 1) * H, mk, o);
+          _mm512_mask_storeu_ps(cnb, mk, cnew);
+          const __m512 kcv = _mm512_maskz_loadu_ps(mk, kc), khv = _mm512_maskz_loadu_ps(mk, kh);
+          // zoneout: keep the previous value with the mask's weight (zeros when zoneout is off)
+          _mm512_mask_storeu_ps(cb, mk, _mm512_fmadd_ps(kcv, _mm512_sub_ps(cprev, cnew), cnew));
+          _mm512_mask_storeu_ps(yb, mk, _mm512_fmadd_ps(khv, _mm512_sub_ps(_mm512_maskz_loadu_ps(mk, hp), hn), hn));
+#else
           if (G == 4) {
 #pragma omp simd
             for (int64_t l = 0; l < nl; ++l) {
@@ -195,6 +223,7 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
               yb[l] = kh[l] * hp[l] + (1.f - kh[l]) * hn;
             }
           }
+#endif
           if (a.h16) {
             uint16_t* hb = a.h16 + ((t + 1) & 1) * B * a.KP2 + b * a.KP2 + j0;
             for (int64_t l = 0; l < nl; ++l) hb[l] = to_bf16(yb[l]);

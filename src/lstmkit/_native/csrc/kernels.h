@@ -36,6 +36,35 @@ static inline float tanhf_(float x) {
   return 2.0f / (1.0f + std::exp(-2.0f * x)) - 1.0f;
 }
 
+#if defined(__AVX512F__)
+// 16-lane activations for the fused gate passes, inlined (no libmvec call, no division): exp by Cody-Waite range
+// reduction and Cephes' degree-6 polynomial (about 1 ulp), 1/x by rcp14 and one Newton step (about 2^-28).
+// Same clamps as sigmoidf / tanhf_ above.
+static inline __m512 exp512(__m512 x) {
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
+  return _mm512_scalef_ps(p, n);  // p * 2^n
+}
+static inline __m512 sigmoid512(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-30.f)), _mm512_set1_ps(30.f));
+  const __m512 d = _mm512_add_ps(_mm512_set1_ps(1.f), exp512(_mm512_sub_ps(_mm512_setzero_ps(), x)));
+  const __m512 y = _mm512_rcp14_ps(d);
+  return _mm512_mul_ps(y, _mm512_fnmadd_ps(d, y, _mm512_set1_ps(2.f)));
+}
+static inline __m512 tanh512(__m512 x) {  // 2 sigmoid(2x) - 1 (sigmoid's clamp at 30 is tanh's at 15)
+  return _mm512_fmsub_ps(_mm512_set1_ps(2.f), sigmoid512(_mm512_add_ps(x, x)), _mm512_set1_ps(1.f));
+}
+#endif
+
 // Above this many multiply-adds a per-step GEMM goes to ATen (MKL/oneDNN, both threads); below it the
 // call overhead dominates and the register-blocked kernel below wins.
 // LSTMKIT_GEMM_MACS overrides the switch-over point (for tuning on other machines).
