@@ -274,6 +274,44 @@ def _sort_by_length(lengths: Tensor, T: int):
     return perm, inv, batch_sizes
 
 
+class _Projection(torch.autograd.Function):
+    """``G_x = X W^T + b`` over all T*B rows of ``x (T, B, D)``, into a buffer of the engine's memory pool.
+
+    The same product and gradients as ``F.linear``; its own Function only so that the (T, B, G*H) output, the
+    largest tensor of a step, reuses warm pooled memory instead of fresh pages (see csrc/pool.h).
+    """
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        T, B, D = x.shape
+        x2 = x.reshape(T * B, D)
+        out = _C.pool_empty([T * B, w.size(0)])  # (T*B, G*H)
+        if b is None:
+            torch.mm(x2, w.t(), out=out)
+        else:
+            torch.addmm(b, x2, w.t(), out=out)
+        ctx.save_for_backward(x2, w)
+        ctx.has_bias = b is not None
+        ctx.x_shape = x.shape
+        return out.view(T, B, -1)
+
+    @staticmethod
+    def backward(ctx, g):
+        x2, w = ctx.saved_tensors
+        g2 = g.reshape(-1, g.size(-1))  # (T*B, G*H)
+        dx = g2.mm(w).view(ctx.x_shape) if ctx.needs_input_grad[0] else None
+        dw = g2.t().mm(x2) if ctx.needs_input_grad[1] else None
+        db = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return dx, dw, db
+
+
+def _project(x: Tensor, w: Tensor, b: Optional[Tensor]) -> Tensor:
+    """Input projection (T, B, G*H): pooled fp32 buffers for fp32, F.linear (bf16 GEMMs) otherwise."""
+    if x.dtype == torch.float32 and w.dtype == torch.float32 and (b is None or b.dtype == torch.float32):
+        return _Projection.apply(x, w, b)
+    return F.linear(x, w, b)
+
+
 class _Kernels:
     """``kern.lstm_fwd(...)``: the autograd Function when a gradient is needed, else the bare kernel."""
 
@@ -318,17 +356,17 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
                                                     rd_mask, zo_h, zo_c, spec.coupled)
     elif spec.mode == "lstm":
         bias = None if w.b_ih is None else w.b_ih + w.b_hh
-        gx = f32(F.linear(x, w.w_ih, bias))  # (T, B, G*H): one GEMM over all T*B rows
+        gx = f32(_project(x, w.w_ih, bias))  # (T, B, G*H): one GEMM over all T*B rows
         # bf16: W_hh goes in as bf16 (the fused loop's per-step GEMMs are bf16 dot products, fp32 accumulation)
         y, h, c, *_ = kern.lstm_fwd(gx, h0, c0, w.w_hh, f32(w.w_hr), f32(w.w_ph), batch_sizes,
                                                  rd_mask, zo_h, zo_c, spec.coupled)
     elif spec.mode == "gru":
-        gx = f32(F.linear(x, w.w_ih, w.b_ih))  # (T, B, 3H)
+        gx = f32(_project(x, w.w_ih, w.b_ih))  # (T, B, 3H)
         y, h, *_ = kern.gru_fwd(gx, h0, f32(w.w_hh), f32(w.b_hh), batch_sizes, rd_mask, zo_h)
         c = None
     else:
         bias = None if w.b_ih is None else w.b_ih + w.b_hh
-        gx = f32(F.linear(x, w.w_ih, bias))  # (T, B, H)
+        gx = f32(_project(x, w.w_ih, bias))  # (T, B, H)
         y, h, _ = kern.rnn_fwd(gx, h0, f32(w.w_hh), batch_sizes, rd_mask, zo_h,
                                             spec.mode == "rnn_relu")
         c = None

@@ -88,6 +88,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
   mod.def("lstm_ln_bwd", &lstmkit::lstm_ln_bwd);
   mod.def("gru_bwd", &lstmkit::gru_bwd);
   mod.def("rnn_bwd", &lstmkit::rnn_bwd);
+  // the engine's memory pool (pool.h): fp32 buffers for the input projection, and releasing what it holds
+  mod.def("pool_empty", [](const std::vector<int64_t>& sizes) {
+    return lstmkit::pool_empty(sizes, at::TensorOptions().dtype(at::kFloat));
+  });
+  mod.def("release_pool", []() { return lstmkit::BlockPool::get().release(); });
+  mod.def("pool_cached_bytes", []() { return lstmkit::BlockPool::get().cached_bytes(); });
 #if defined(__AVX512F__)
   mod.attr("simd") = "avx512";
 #else

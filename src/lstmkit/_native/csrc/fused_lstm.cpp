@@ -271,8 +271,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fuse
   }
   // without backward (save = false) the gates and new cells of a step are scratch, overwritten each step
   const int64_t TS = save ? T : 1;
-  Tensor y = at::empty({T, B, H}, opts), gates = at::empty({TS, B, G * H}, opts), cn = at::empty({TS, B, H}, opts);
-  Tensor cs = (zc && save) ? at::empty({T, B, H}, opts) : at::empty({0}, opts);
+  Tensor y = pool_empty({T, B, H}, opts), gates = pool_empty({TS, B, G * H}, opts), cn = pool_empty({TS, B, H}, opts);
+  Tensor cs = (zc && save) ? pool_empty({T, B, H}, opts) : at::empty({0}, opts);
   Tensor m = at::empty({0}, opts);
   Tensor c = c0.contiguous().clone();
   const Tensor h0c = h0.contiguous();
@@ -405,7 +405,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd_fused(
   const int G = coupled ? 3 : 4;
   const int64_t U = (H + UB - 1) / UB;
   auto opts = gates.options();
-  Tensor dG = at::empty({T, B, GH}, opts);
+  Tensor dG = pool_empty({T, B, GH}, opts);
   Tensor dh = dhT.contiguous().clone(), dc = dcT.contiguous().clone(), rec = at::empty({B, H}, opts);
   Tensor zero = at::zeros({H}, opts);
   const Tensor c0c = c0.contiguous();

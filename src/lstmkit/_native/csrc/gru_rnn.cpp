@@ -28,7 +28,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_fwd(
   const float* bh = b_hh.defined() ? b_hh.data_ptr<float>() : nullptr;
   const float* rdp = rd.defined() ? rd.data_ptr<float>() : nullptr;
   const float* zhp = zoh.defined() ? zoh.data_ptr<float>() : nullptr;
-  Tensor y = at::empty({T, B, H}, opts), gates = at::empty({T, B, H3}, opts), ghn = at::empty({T, B, H}, opts);
+  Tensor y = pool_empty({T, B, H}, opts), gates = pool_empty({T, B, H3}, opts), ghn = pool_empty({T, B, H}, opts);
   Tensor zero_buf = at::zeros({H}, opts);  // "no zoneout" reads zeros: the fused loop stays branch-free
   const float* zero = zero_buf.data_ptr<float>();
   Tensor h = h0.contiguous().clone(), gh = at::empty({B, H3}, opts), hm = rdp ? at::empty({B, H}, opts) : Tensor();
@@ -90,7 +90,7 @@ std::tuple<Tensor, Tensor, Tensor> gru_bwd(
   Tensor w_hh = w_hh_in.contiguous(), rd = opt_contig(rd_mask_in), zoh = opt_contig(zo_h_in);
   const float* rdp = rd.defined() ? rd.data_ptr<float>() : nullptr;
   const float* zhp = zoh.defined() ? zoh.data_ptr<float>() : nullptr;
-  Tensor dGx = at::empty({T, B, H3}, opts), dGh = at::empty({T, B, H3}, opts);
+  Tensor dGx = pool_empty({T, B, H3}, opts), dGh = pool_empty({T, B, H3}, opts);
   Tensor zero_buf = at::zeros({H}, opts);
   const float* zero = zero_buf.data_ptr<float>();
   Tensor dh = dhT.contiguous().clone(), rec = at::empty({B, H}, opts);
@@ -150,8 +150,8 @@ std::tuple<Tensor, Tensor, Tensor> rnn_fwd(
   Tensor rd = opt_contig(rd_mask_in), zoh = opt_contig(zo_h_in);
   const float* rdp = rd.defined() ? rd.data_ptr<float>() : nullptr;
   const float* zhp = zoh.defined() ? zoh.data_ptr<float>() : nullptr;
-  Tensor y = at::empty({T, B, H}, opts), act = gx.clone();
-  Tensor hn_all = zhp ? at::empty({T, B, H}, opts) : at::empty({0}, opts);
+  Tensor y = pool_empty({T, B, H}, opts), act = gx.clone();
+  Tensor hn_all = zhp ? pool_empty({T, B, H}, opts) : at::empty({0}, opts);
   Tensor zero_buf = at::zeros({H}, opts), scratch = at::empty({H}, opts);
   const float* zero = zero_buf.data_ptr<float>();
   Tensor h = h0.contiguous().clone(), hm = rdp ? at::empty({B, H}, opts) : Tensor();
@@ -211,7 +211,7 @@ std::tuple<Tensor, Tensor> rnn_bwd(
   Tensor w_hh = w_hh_in.contiguous(), rd = opt_contig(rd_mask_in), zoh = opt_contig(zo_h_in);
   const float* rdp = rd.defined() ? rd.data_ptr<float>() : nullptr;
   const float* zhp = zoh.defined() ? zoh.data_ptr<float>() : nullptr;
-  Tensor dA = at::empty({T, B, H}, opts), dh = dhT.contiguous().clone(), rec = at::empty({B, H}, opts);
+  Tensor dA = pool_empty({T, B, H}, opts), dh = dhT.contiguous().clone(), rec = at::empty({B, H}, opts);
   Tensor zero_buf = at::zeros({H}, opts);
   const float* zero = zero_buf.data_ptr<float>();
   float* dhp = dh.data_ptr<float>();

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include "pool.h"
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>

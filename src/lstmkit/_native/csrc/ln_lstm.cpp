@@ -57,12 +57,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
   const LstmOptions o(H, coupled, w_ph_in, rd_in, zo_h_in, zo_c_in);
   const float *p_i = o.p_i, *p_f = o.p_f, *p_o = o.p_o, *rdp = o.rdp, *zhp = o.zhp, *zcp = o.zcp, *zero = o.zero;
   const Tensor lhw = ln_hh_w.contiguous(), lhb = ln_hh_b.contiguous(), lcw = ln_c_w.contiguous(), lcb = ln_c_b.contiguous();
-  Tensor y = at::empty({T, B, H}, opts), gates = at::empty({T, B, GH}, opts), cn = at::empty({T, B, H}, opts);
-  Tensor cs = zcp ? at::empty({T, B, H}, opts) : at::empty({0}, opts);
+  Tensor y = pool_empty({T, B, H}, opts), gates = pool_empty({T, B, GH}, opts), cn = pool_empty({T, B, H}, opts);
+  Tensor cs = zcp ? pool_empty({T, B, H}, opts) : at::empty({0}, opts);
   // rows past their length are never written: zero-fill only when there are such rows
   const auto bs = rows_per_step(batch_sizes, T, B);
   const bool full = bs.empty() || bs.back() == B;
-  auto alloc = [&](at::IntArrayRef size) { return full ? at::empty(size, opts) : at::zeros(size, opts); };
+  auto alloc = [&](at::IntArrayRef size) { return full ? pool_empty(size, opts) : at::zeros(size, opts); };
   Tensor n_hh = alloc({T, B, GH}), r_hh = alloc({T, B});
   Tensor n_c = alloc({T, B, H}), r_c = alloc({T, B});
   Tensor h = h0.contiguous().clone(), c = c0.contiguous().clone();
@@ -168,7 +168,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor& dy_
   const float* csp = zcp ? cs.data_ptr<float>() : cn.data_ptr<float>();
   const auto bs = rows_per_step(batch_sizes, T, B);
   const bool full = bs.empty() || bs.back() == B;  // rows past their length are not written: zero them
-  auto alloc = [&](at::IntArrayRef size) { return full ? at::empty(size, opts) : at::zeros(size, opts); };
+  auto alloc = [&](at::IntArrayRef size) { return full ? pool_empty(size, opts) : at::zeros(size, opts); };
   Tensor dA = alloc({T, B, GH}), dGh = alloc({T, B, GH}), dcl = alloc({T, B, H});
   Tensor dh = dhT.contiguous().clone(), dc = dcT.contiguous().clone();
   float *dhp = dh.data_ptr<float>(), *dcp = dc.data_ptr<float>();

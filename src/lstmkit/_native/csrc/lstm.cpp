@@ -56,11 +56,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_impl
   if (!proj && !rdp)
     return lstm_fwd_fused(gx, h0_in, c0_in, w_hh, p_i, p_f, p_o, zhp, zcp, rows_per_step(batch_sizes, T, B), coupled, save);
 
-  Tensor y = at::empty({T, B, P}, opts);
+  Tensor y = pool_empty({T, B, P}, opts);
   Tensor gates = gx.clone();                                   // pre-activations, overwritten by activations
-  Tensor cn = at::empty({T, B, H}, opts);
-  Tensor cs = zcp ? at::empty({T, B, H}, opts) : at::empty({0}, opts);
-  Tensor m = proj ? at::empty({T, B, H}, opts) : at::empty({0}, opts);
+  Tensor cn = pool_empty({T, B, H}, opts);
+  Tensor cs = zcp ? pool_empty({T, B, H}, opts) : at::empty({0}, opts);
+  Tensor m = proj ? pool_empty({T, B, H}, opts) : at::empty({0}, opts);
   Tensor h = h0_in.contiguous().clone(), c = c0_in.contiguous().clone();
   Tensor hm = rdp ? at::empty({B, P}, opts) : Tensor();         // h_{t-1} * recurrent-dropout mask
   Tensor hn = (proj || zhp) ? at::zeros({B, P}, opts) : Tensor();
@@ -188,7 +188,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd(
     return lstm_bwd_fused(dy, dhT, dcT, gates, cn, csp, c0c, w_hh, p_i, p_f, p_o, zhp, zcp,
                           rows_per_step(batch_sizes, T, B), coupled);
 
-  Tensor dG = at::empty({T, B, GH}, opts);
+  Tensor dG = pool_empty({T, B, GH}, opts);
   Tensor dh = dhT.contiguous().clone(), dc = dcT.contiguous().clone();
   Tensor dhn_all = proj ? at::zeros({T, B, P}, opts) : at::empty({0}, opts);
   Tensor dm = at::empty({B, H}, opts);
