@@ -85,6 +85,19 @@ def test_gru_rnn_recurrent_dropout_match_reference(cls):
     _assert_match(ref, nat, torch.randn(6, 4, 5), torch.tensor([6, 2, 5, 1]), train=True)
 
 
+@pytest.mark.parametrize("kw", [{}, {"recurrent_dropout": 0.3}])
+def test_two_thread_gru_matches_reference(kw):
+    """GRU large enough for the batch split between two threads (uneven rows, lengths, masked tail units)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ref, nat = _pair(lnn.GRU, 8, 40, **kw)
+        _assert_match(ref, nat, torch.randn(7, 9, 8), torch.tensor([7, 3, 1, 7, 5, 2, 6, 4, 7]),
+                      train=bool(kw))
+    finally:
+        torch.set_num_threads(old)
+
+
 @pytest.mark.parametrize("kw", [{}, {"coupled": True, "peephole": True}, {"zoneout": 0.3},
                                 {"layer_norm": True, "peephole": True, "zoneout": 0.2, "recurrent_dropout": 0.2}])
 def test_two_thread_team_matches_reference(kw):
