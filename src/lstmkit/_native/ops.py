@@ -348,9 +348,9 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
     c0 = f32(c0).contiguous() if c0 is not None else None
     rd_mask, zo_h, zo_c = f32(rd_mask), f32(zo_h), f32(zo_c)
     if spec.mode == "lstm" and spec.layer_norm:
-        gx = F.layer_norm(f32(F.linear(x, w.w_ih)), (w.w_ih.size(0),), f32(w.ln_ih_w), f32(w.ln_ih_b))  # (T,B,GH)
-        if w.b_ih is not None:
-            gx = gx + f32(w.b_ih + w.b_hh)
+        # LN_ih(x W_ih^T) * g + b_ln + b_ih + b_hh: the three biases enter as one LN bias (one pass, one tensor)
+        ln_b = w.ln_ih_b if w.b_ih is None else w.ln_ih_b + w.b_ih + w.b_hh
+        gx = F.layer_norm(f32(_project(x, w.w_ih, None)), (w.w_ih.size(0),), f32(w.ln_ih_w), f32(ln_b))  # (T,B,GH)
         y, h, c, *_ = kern.lstm_ln_fwd(gx, h0, c0, f32(w.w_hh), f32(w.ln_hh_w), f32(w.ln_hh_b),
                                                     f32(w.ln_c_w), f32(w.ln_c_b), f32(w.w_ph), batch_sizes,
                                                     rd_mask, zo_h, zo_c, spec.coupled)

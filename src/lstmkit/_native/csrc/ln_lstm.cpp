@@ -67,32 +67,48 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
   Tensor n_c = alloc({T, B, H}), r_c = alloc({T, B});
   Tensor h = h0.contiguous().clone(), c = c0.contiguous().clone();
   float *hp = h.data_ptr<float>(), *cp = c.data_ptr<float>();
+  // raw pointers once (data_ptr<float>() checks the dtype on every call)
+  float* n_hh_p = n_hh.data_ptr<float>();
+  float* r_hh_p = r_hh.data_ptr<float>();
+  float* n_c_p = n_c.data_ptr<float>();
+  float* r_c_p = r_c.data_ptr<float>();
+  float* gates_p = gates.data_ptr<float>();
+  float* gx_p = gx.data_ptr<float>();
+  float* lhw_p = lhw.data_ptr<float>();
+  float* lhb_p = lhb.data_ptr<float>();
+  float* cn_p = cn.data_ptr<float>();
+  float* lcw_p = lcw.data_ptr<float>();
+  float* lcb_p = lcb.data_ptr<float>();
+  float* cs_p = cs.data_ptr<float>();
+  float* y_p = y.data_ptr<float>();
   // rows [b0, b1) through the whole time loop (rows are independent: the batch can be split between threads)
   auto body = [&](int64_t b0, int64_t b1, bool /*split*/) {
     FlushDenormals ftz;
     Tensor gh = at::empty({B, GH}, opts), hm = at::empty({B, H}, opts);
+    float* gh_p = gh.data_ptr<float>();
+    float* hm_p = hm.data_ptr<float>();
     for (int64_t t = 0; t < T; ++t) {
       const int64_t be = std::max(b0, std::min(b1, bs[t])), nb = be - b0;  // active rows [b0, be)
-      float* ghp = gh.data_ptr<float>() + b0 * GH;
+      float* ghp = gh_p + b0 * GH;
       std::memset(ghp, 0, sizeof(float) * nb * GH);
       const float* hin = hp + b0 * H;
       if (rdp) {
-        float* hmp = hm.data_ptr<float>() + b0 * H;
+        float* hmp = hm_p + b0 * H;
         for (int64_t k = 0; k < nb * H; ++k) hmp[k] = hin[k] * rdp[b0 * H + k];
         hin = hmp;
       }
       gemm_packed_cols(nb, H, hin, H, w_pk.data_ptr<float>(), ghp, GH, 0, GH);
       for (int64_t b = b0; b < be; ++b) {
         const int64_t row = t * B + b;
-        float* nh = n_hh.data_ptr<float>() + row * GH;
-        r_hh.data_ptr<float>()[row] = normalise(gh.data_ptr<float>() + b * GH, nh, GH);
-        float* g = gates.data_ptr<float>() + row * GH;
-        const float* xg = gx.data_ptr<float>() + row * GH;
-        const float *w = lhw.data_ptr<float>(), *bb = lhb.data_ptr<float>();
+        float* nh = n_hh_p + row * GH;
+        r_hh_p[row] = normalise(gh_p + b * GH, nh, GH);
+        float* g = gates_p + row * GH;
+        const float* xg = gx_p + row * GH;
+        const float *w = lhw_p, *bb = lhb_p;
 #pragma omp simd
         for (int64_t k = 0; k < GH; ++k) g[k] = xg[k] + w[k] * nh[k] + bb[k];  // pre-activations
         float* cb = cp + b * H;
-        float* cnb = cn.data_ptr<float>() + row * H;
+        float* cnb = cn_p + row * H;
         const float* kc = zcp ? zcp + row * H : zero;
         if (coupled) {
           float *fg = g, *gg_ = g + H;
@@ -121,9 +137,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
           }
         }
         float* og = g + (coupled ? 2 : 3) * H;
-        float* nc = n_c.data_ptr<float>() + row * H;
-        r_c.data_ptr<float>()[row] = normalise(cnb, nc, H);
-        const float *cw = lcw.data_ptr<float>(), *cbias = lcb.data_ptr<float>();
+        float* nc = n_c_p + row * H;
+        r_c_p[row] = normalise(cnb, nc, H);
+        const float *cw = lcw_p, *cbias = lcb_p;
         const float* kh = zhp ? zhp + row * H : zero;
         float* hb = hp + b * H;
 #pragma omp simd
@@ -134,13 +150,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
           hb[j] = kh[j] * hb[j] + (1.f - kh[j]) * hn;
         }
       }
-      if (zcp) std::memcpy(cs.data_ptr<float>() + (t * B + b0) * H, cp + b0 * H, sizeof(float) * (b1 - b0) * H);
-      float* y_t = y.data_ptr<float>() + t * B * H;
+      if (zcp) std::memcpy(cs_p + (t * B + b0) * H, cp + b0 * H, sizeof(float) * (b1 - b0) * H);
+      float* y_t = y_p + t * B * H;
       std::memcpy(y_t + b0 * H, hp + b0 * H, sizeof(float) * nb * H);
       if (be < b1) {
         std::memset(y_t + be * H, 0, sizeof(float) * (b1 - be) * H);
-        std::memset(gates.data_ptr<float>() + (t * B + be) * GH, 0, sizeof(float) * (b1 - be) * GH);
-        std::memcpy(cn.data_ptr<float>() + (t * B + be) * H, cp + be * H, sizeof(float) * (b1 - be) * H);
+        std::memset(gates_p + (t * B + be) * GH, 0, sizeof(float) * (b1 - be) * GH);
+        std::memcpy(cn_p + (t * B + be) * H, cp + be * H, sizeof(float) * (b1 - be) * H);
       }
     }
   };
@@ -172,26 +188,43 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor& dy_
   Tensor dA = alloc({T, B, GH}), dGh = alloc({T, B, GH}), dcl = alloc({T, B, H});
   Tensor dh = dhT.contiguous().clone(), dc = dcT.contiguous().clone();
   float *dhp = dh.data_ptr<float>(), *dcp = dc.data_ptr<float>();
+  // raw pointers once (data_ptr<float>() checks the dtype on every call)
+  float* gates_p = gates.data_ptr<float>();
+  float* dA_p = dA.data_ptr<float>();
+  float* n_c_p = n_c.data_ptr<float>();
+  float* dcl_p = dcl.data_ptr<float>();
+  float* lcw_p = lcw.data_ptr<float>();
+  float* lcb_p = lcb.data_ptr<float>();
+  float* dy_p = dy.data_ptr<float>();
+  float* r_c_p = r_c.data_ptr<float>();
+  float* lhw_p = lhw.data_ptr<float>();
+  float* n_hh_p = n_hh.data_ptr<float>();
+  float* r_hh_p = r_hh.data_ptr<float>();
+  float* dGh_p = dGh.data_ptr<float>();
+  float* c0c_p = c0c.data_ptr<float>();
   auto body = [&](int64_t b0, int64_t b1, bool /*split*/) {
     FlushDenormals ftz;
     Tensor rec = at::empty({B, H}, opts), dn = at::empty({GH}, opts), dcn_ln = at::empty({H}, opts);
+    float* rec_p = rec.data_ptr<float>();
+    float* dn_p = dn.data_ptr<float>();
+    float* dcn_ln_p = dcn_ln.data_ptr<float>();
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t be = std::max(b0, std::min(b1, bs[t])), nb = be - b0;
-      const float* cprev_t = t > 0 ? csp + (t - 1) * B * H : c0c.data_ptr<float>();
+      const float* cprev_t = t > 0 ? csp + (t - 1) * B * H : c0c_p;
       for (int64_t b = b0; b < be; ++b) {
         const int64_t row = t * B + b;
-        const float* g = gates.data_ptr<float>() + row * GH;
-        float* da = dA.data_ptr<float>() + row * GH;
-        const float* nc = n_c.data_ptr<float>() + row * H;
+        const float* g = gates_p + row * GH;
+        float* da = dA_p + row * GH;
+        const float* nc = n_c_p + row * H;
         const float* cpb = cprev_t + b * H;
         const float* kh = zhp ? zhp + row * H : zero;
         const float* kc = zcp ? zcp + row * H : zero;
-        float* dclb = dcl.data_ptr<float>() + row * H;
-        const float *cw = lcw.data_ptr<float>(), *cbias = lcb.data_ptr<float>();
+        float* dclb = dcl_p + row * H;
+        const float *cw = lcw_p, *cbias = lcb_p;
         const float* og = coupled ? g + 2 * H : g + 3 * H;
         float* dao = coupled ? da + 2 * H : da + 3 * H;
-        float* dnc = dn.data_ptr<float>();  // reuse: dLoss/dn_c, H values
-        const float* dyr = dy.data_ptr<float>() + row * H;
+        float* dnc = dn_p;  // reuse: dLoss/dn_c, H values
+        const float* dyr = dy_p + row * H;
         float* dhr = dhp + b * H;
 #pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
@@ -204,8 +237,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor& dy_
           dclb[j] = dm * o * (1.f - tl * tl);
           dnc[j] = dclb[j] * cw[j];
         }
-        float* dcnl = dcn_ln.data_ptr<float>();
-        normalise_backward(dnc, nc, r_c.data_ptr<float>()[row], dcnl, H);
+        float* dcnl = dcn_ln_p;
+        normalise_backward(dnc, nc, r_c_p[row], dcnl, H);
         float* dcb = dcp + b * H;
 #pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
@@ -226,16 +259,16 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor& dy_
           }
         }
         // through LN_hh: dGh = LN backward of (dA * gain)
-        float* dnh = dn.data_ptr<float>();  // now G*H values
-        const float* w = lhw.data_ptr<float>();
+        float* dnh = dn_p;  // now G*H values
+        const float* w = lhw_p;
 #pragma omp simd
         for (int64_t k = 0; k < GH; ++k) dnh[k] = da[k] * w[k];
-        normalise_backward(dnh, n_hh.data_ptr<float>() + row * GH, r_hh.data_ptr<float>()[row],
-                           dGh.data_ptr<float>() + row * GH, GH);
+        normalise_backward(dnh, n_hh_p + row * GH, r_hh_p[row],
+                           dGh_p + row * GH, GH);
       }
-      float* rp = rec.data_ptr<float>() + b0 * H;
+      float* rp = rec_p + b0 * H;
       std::memset(rp, 0, sizeof(float) * nb * H);
-      const float* dgh = dGh.data_ptr<float>() + (t * B + b0) * GH;
+      const float* dgh = dGh_p + (t * B + b0) * GH;
       gemm_packed_cols(nb, GH, dgh, GH, w_pk.data_ptr<float>(), rp, H, 0, H);
       float* dhb = dhp + b0 * H;
       for (int64_t k = 0; k < nb * H; ++k) dhb[k] += rdp ? rp[k] * rdp[b0 * H + k] : rp[k];
