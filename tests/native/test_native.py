@@ -241,3 +241,23 @@ def test_saturated_gates_stay_finite_and_match(scale):
     for u, v in zip(a, b):
         assert torch.isfinite(v).all()
         torch.testing.assert_close(v, u, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kw", [{}, {"peephole": True}, {"coupled": True}, {"proj_size": 3}, {"bias": False},
+                                {"num_layers": 2, "bidirectional": True}])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_inference_path_matches_reference(kw, threads):
+    """Under inference_mode the engine takes its inference entry (biases added in the kernel, nothing saved for
+    backward): outputs and states must still equal the reference's, with and without lengths."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        ref, nat = _pair(lnn.LSTM, 8, 40, **kw)
+        x = torch.randn(7, 9, 8)
+        for lengths in (None, torch.tensor([7, 3, 1, 7, 5, 2, 6, 4, 7])):
+            with torch.inference_mode():
+                (ya, (ha, ca)), (yb, (hb, cb)) = ref(x, lengths=lengths), nat(x, lengths=lengths)
+            for name, u, v in (("output", ya, yb), ("h_n", ha, hb), ("c_n", ca, cb)):
+                torch.testing.assert_close(v, u, **TOL[torch.float32], msg=lambda s: f"{name}: {s}")
+    finally:
+        torch.set_num_threads(old)

@@ -282,7 +282,8 @@ class _Projection(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, w, b):
+    def compute(x, w, b):
+        """The product alone: ``(G_x (T, B, G*H), x as (T*B, D))``."""
         T, B, D = x.shape
         x2 = x.reshape(T * B, D)
         out = _C.pool_empty([T * B, w.size(0)])  # (T*B, G*H)
@@ -290,10 +291,15 @@ class _Projection(torch.autograd.Function):
             torch.mm(x2, w.t(), out=out)
         else:
             torch.addmm(b, x2, w.t(), out=out)
+        return out.view(T, B, -1), x2
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        out, x2 = _Projection.compute(x, w, b)
         ctx.save_for_backward(x2, w)
         ctx.has_bias = b is not None
         ctx.x_shape = x.shape
-        return out.view(T, B, -1)
+        return out
 
     @staticmethod
     def backward(ctx, g):
@@ -308,7 +314,9 @@ class _Projection(torch.autograd.Function):
 def _project(x: Tensor, w: Tensor, b: Optional[Tensor]) -> Tensor:
     """Input projection (T, B, G*H): pooled fp32 buffers for fp32, F.linear (bf16 GEMMs) otherwise."""
     if x.dtype == torch.float32 and w.dtype == torch.float32 and (b is None or b.dtype == torch.float32):
-        return _Projection.apply(x, w, b)
+        if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad or (b is not None and b.requires_grad)):
+            return _Projection.apply(x, w, b)
+        return _Projection.compute(x, w, b)[0]  # inference: no autograd node
     return F.linear(x, w, b)
 
 
@@ -354,6 +362,13 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
         y, h, c, *_ = kern.lstm_ln_fwd(gx, h0, c0, f32(w.w_hh), f32(w.ln_hh_w), f32(w.ln_hh_b),
                                                     f32(w.ln_c_w), f32(w.ln_c_b), f32(w.w_ph), batch_sizes,
                                                     rd_mask, zo_h, zo_c, spec.coupled)
+    elif spec.mode == "lstm" and not needs_grad and not low:
+        # inference: the kernel adds the biases in its gate pass, so the projection is a plain product (no
+        # broadcast of the bias over all T*B rows before the GEMM)
+        bias = None if w.b_ih is None else w.b_ih + w.b_hh
+        gx = _project(x, w.w_ih, None)  # (T, B, G*H)
+        y, h, c, *_ = _C.lstm_fwd_infer(gx, h0, c0, _opt(w.w_hh), _opt(w.w_hr), _opt(w.w_ph), batch_sizes,
+                                        rd_mask, zo_h, zo_c, spec.coupled, bias)
     elif spec.mode == "lstm":
         bias = None if w.b_ih is None else w.b_ih + w.b_hh
         gx = f32(_project(x, w.w_ih, bias))  # (T, B, G*H): one GEMM over all T*B rows

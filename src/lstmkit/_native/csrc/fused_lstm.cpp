@@ -130,6 +130,7 @@ struct FwdArgs {
   const uint16_t* Wp16 = nullptr;  // bf16 path: packed pairs, and the state h as bf16 (two buffers, row stride KP2)
   uint16_t* h16 = nullptr;
   int64_t KP2 = 0;
+  const float* bias = nullptr;  // (G*H) added to the pre-activations when G_x was computed without it, or null
 };
 
 template <int G>
@@ -154,6 +155,10 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
 #endif
         panel_gemm_rows<G>(R, H, hprev + r0 * H, H, a.Wp + u * H * G * UB, a.gx + (t * B + r0) * GH, GH, H, u,
                            nl, pre);
+        if (a.bias)  // inference: G_x came without the biases (saves a pass over all T*B*G*H values)
+          for (int r = 0; r < R; ++r)
+            for (int q = 0; q < G; ++q)
+              for (int64_t l = 0; l < nl; ++l) pre[(r * G + q) * UB + l] += a.bias[q * H + u * UB + l];
         for (int r = 0; r < R; ++r) {
           const int64_t b = r0 + r, j0 = u * UB;
           const float* p = pre + r * G * UB;
@@ -248,7 +253,8 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
 // Forward of the fused path; same contract as lstm_fwd (lstm.cpp) without projection or recurrent dropout.
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fused(
     const Tensor& gx, const Tensor& h0, const Tensor& c0, const Tensor& w_hh, const float* p_i, const float* p_f,
-    const float* p_o, const float* zh, const float* zc, const std::vector<int64_t>& bs, bool coupled, bool save) {
+    const float* p_o, const float* zh, const float* zc, const std::vector<int64_t>& bs, bool coupled, bool save,
+    const float* bias) {
   const int64_t T = gx.size(0), B = gx.size(1), H = c0.size(1);
   const int G = coupled ? 3 : 4;
   const int64_t U = (H + UB - 1) / UB;
@@ -281,6 +287,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fuse
             p_f ? p_f : zero.data_ptr<float>(), p_o ? p_o : zero.data_ptr<float>(), zh, zc, zero.data_ptr<float>(),
             bf16 ? nullptr : wp.data_ptr<float>(), y.data_ptr<float>(), gates.data_ptr<float>(),
             cn.data_ptr<float>(), (zc && save) ? cs.data_ptr<float>() : nullptr, c.data_ptr<float>(), &bs};
+  a.bias = bias;
   a.gT = save ? B * G * H : 0;
   a.cT = save ? B * H : 0;
   if (bf16) {
