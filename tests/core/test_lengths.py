@@ -47,6 +47,17 @@ def test_lengths_match_torch_packed(kind, config, with_hx, backend):
             assert torch.count_nonzero(y[b, :n]) == y[b, :n].numel()
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_equal_lengths_shorter_than_input_match_torch_packed(kind, backend):
+    """All sequences of one length L < T (the layer then runs only L steps): values and gradients as torch's."""
+    kw = {"num_layers": 2, "bidirectional": True, "batch_first": True}
+    theirs, ours = make_pair(kind, D, H, backend=backend, **kw)
+    x, lengths, hx = _x(kw), torch.full((B,), T - 2), random_hx(theirs, B)
+    mine = run(ours, x, hx, lengths=lengths)
+    assert_same(mine, run(theirs, x, hx, lengths=lengths, via_pack=True), atol=tol(torch.float64))
+    assert torch.count_nonzero(mine["out"][:, T - 2:]) == 0
+
+
 def test_lstm_proj_lengths_match_torch_packed(backend):
     kw = {"num_layers": 2, "bidirectional": True, "proj_size": 2}
     theirs, ours = make_pair("lstm", D, H, backend=backend, **kw)

@@ -260,7 +260,13 @@ class RNNBase(nn.Module):
         else:
             h0 = self._initial_state("hx", hx, self.hidden_size, x, unbatched)
             c0 = None
-        y, h_n, c_n = self._run(x, h0, c0, lens, with_cell)
+        steps, run_lens = x.size(0), lens
+        if lens is not None and bool((lens == lens[0]).all()):
+            # every sequence has the same length L < T (e.g. a single sequence): run L steps, no masking
+            x, run_lens = x[: int(lens[0])], None
+        y, h_n, c_n = self._run(x, h0, c0, run_lens, with_cell)
+        if y.size(0) < steps:  # zero outputs past the common length
+            y = torch.cat([y, y.new_zeros((steps - y.size(0),) + tuple(y.shape[1:]))])
         out = self._finish(y, packed, unbatched, lens)
         if unbatched:
             h_n = h_n.squeeze(1)
