@@ -70,6 +70,17 @@ def native_error() -> str | None:
     return _native_error
 
 
+def release_memory() -> int:
+    """Give back to the system the memory the native engine keeps for reuse (its pool of large buffers).
+
+    The engine keeps freed multi-megabyte tensors (at most ``LSTMKIT_POOL_MB``, default 2048) so that repeated
+    calls do not pay fresh page faults; call this after training to shrink the process. Returns the bytes
+    released (0 when the engine is not built).
+    """
+    ops = native_module()
+    return int(ops._C.release_pool()) if ops is not None else 0
+
+
 def resolve(requested: str = "auto") -> str:
     """Turn a requested backend into the one to run: "native" or "reference".
 
