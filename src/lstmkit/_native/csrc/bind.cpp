@@ -33,6 +33,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor&, co
                                 const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                                 const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&,
                                 const OT&, const OT&, const OT&, const OT&, bool);
+std::vector<Tensor> lstm_layer(const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&, const Tensor&,
+                               const Tensor&, bool);
+std::vector<Tensor> lstm_layer_infer(const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&,
+                                     const Tensor&, const Tensor&, bool);
 }  // namespace lstmkit
 
 TORCH_LIBRARY(lstmkit, m) {
@@ -91,6 +95,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
   mod.def("lstm_ln_bwd", &lstmkit::lstm_ln_bwd);
   mod.def("gru_bwd", &lstmkit::gru_bwd);
   mod.def("rnn_bwd", &lstmkit::rnn_bwd);
+  // one LSTM layer-direction in one call (layer.cpp): a C++ autograd node, and its inference twin
+  mod.def("lstm_layer", &lstmkit::lstm_layer);
+  mod.def("lstm_layer_infer", &lstmkit::lstm_layer_infer);
   // the engine's memory pool (pool.h): fp32 buffers for the input projection, and releasing what it holds
   mod.def("pool_empty", [](const std::vector<int64_t>& sizes) {
     return lstmkit::pool_empty(sizes, at::TensorOptions().dtype(at::kFloat));

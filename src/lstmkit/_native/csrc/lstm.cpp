@@ -6,6 +6,7 @@
 // Lengths: the batch is sorted longest first, so at step t only the first batch_sizes[t] rows run; rows past
 // their length are never touched and keep their final state (PackedSequence's scheme, without packing).
 #include "kernels.h"
+#include "fused.h"
 
 #include <torch/library.h>
 
@@ -15,16 +16,6 @@
 namespace lstmkit {
 
 using at::Tensor;
-
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fused(
-    const Tensor& gx, const Tensor& h0, const Tensor& c0, const Tensor& w_hh, const float* p_i, const float* p_f,
-    const float* p_o, const float* zh, const float* zc, const std::vector<int64_t>& bs, bool coupled, bool save,
-    const float* bias);
-std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd_fused(
-    const Tensor& dy, const Tensor& dhT, const Tensor& dcT, const Tensor& gates, const Tensor& cn, const float* csp,
-    const Tensor& c0, const Tensor& w_hh, const float* p_i, const float* p_f, const float* p_o, const float* zh,
-    const float* zc, const std::vector<int64_t>& bs, bool coupled);
-
 
 // Forward. gx (T, B, G*H) holds x W_ih^T + b_ih + b_hh. Returns y (T,B,P), h_T, c_T and what backward needs:
 // gates (T,B,G*H) activated, cn (T,B,H) the new cell before zoneout, cs (T,B,H) the carried cell (only with
