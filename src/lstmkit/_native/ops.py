@@ -355,7 +355,13 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
     h0 = f32(h0).contiguous()
     c0 = f32(c0).contiguous() if c0 is not None else None
     rd_mask, zo_h, zo_c = f32(rd_mask), f32(zo_h), f32(zo_c)
-    if spec.mode == "lstm" and spec.layer_norm:
+    if (spec.mode == "lstm" and spec.layer_norm and not low and batch_sizes is None and rd_mask is None
+            and zo_h is None and zo_c is None):
+        # one C++ node (csrc/layer.cpp): LN_ih(X W_ih^T) with the three biases as one LN bias, the loop, backward
+        ln_b = w.ln_ih_b if w.b_ih is None else w.ln_ih_b + w.b_ih + w.b_hh
+        y, h, c = _C.lstm_ln_layer(x, w.w_ih, w.ln_ih_w, ln_b, w.w_hh, w.ln_hh_w, w.ln_hh_b, w.ln_c_w, w.ln_c_b,
+                                   w.w_ph, h0, c0, spec.coupled)
+    elif spec.mode == "lstm" and spec.layer_norm:
         # LN_ih(x W_ih^T) * g + b_ln + b_ih + b_hh: the three biases enter as one LN bias (one pass, one tensor)
         ln_b = w.ln_ih_b if w.b_ih is None else w.ln_ih_b + w.b_ih + w.b_hh
         gx = F.layer_norm(f32(_project(x, w.w_ih, None)), (w.w_ih.size(0),), f32(w.ln_ih_w), f32(ln_b))  # (T,B,GH)

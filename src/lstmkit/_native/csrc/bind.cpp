@@ -35,6 +35,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor&, co
                                 const OT&, const OT&, const OT&, const OT&, bool);
 std::vector<Tensor> lstm_layer(const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&, const Tensor&,
                                const Tensor&, bool);
+std::vector<Tensor> lstm_ln_layer(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                  const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&, const Tensor&,
+                                  const Tensor&, bool);
 std::vector<Tensor> lstm_layer_infer(const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&,
                                      const Tensor&, const Tensor&, bool);
 }  // namespace lstmkit
@@ -98,6 +101,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
   // one LSTM layer-direction in one call (layer.cpp): a C++ autograd node, and its inference twin
   mod.def("lstm_layer", &lstmkit::lstm_layer);
   mod.def("lstm_layer_infer", &lstmkit::lstm_layer_infer);
+  mod.def("lstm_ln_layer", &lstmkit::lstm_ln_layer);
   // the engine's memory pool (pool.h): fp32 buffers for the input projection, and releasing what it holds
   mod.def("pool_empty", [](const std::vector<int64_t>& sizes) {
     return lstmkit::pool_empty(sizes, at::TensorOptions().dtype(at::kFloat));

@@ -1,4 +1,4 @@
-// Entry points of the fused LSTM loop (fused_lstm.cpp), shared by the ops (lstm.cpp) and the layer node (layer.cpp).
+// Entry points of the LSTM loops (fused_lstm.cpp, ln_lstm.cpp), shared by the ops and the layer nodes (layer.cpp).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -20,5 +20,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_bwd_fused(
     const at::Tensor& dy, const at::Tensor& dhT, const at::Tensor& dcT, const at::Tensor& gates, const at::Tensor& cn,
     const float* csp, const at::Tensor& c0, const at::Tensor& w_hh, const float* p_i, const float* p_f,
     const float* p_o, const float* zh, const float* zc, const std::vector<int64_t>& bs, bool coupled);
+
+// Layer-norm LSTM recurrence (ln_lstm.cpp; the registered ops lstm_ln_fwd / lstm_ln_bwd).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+           at::Tensor>
+lstm_ln_fwd(const at::Tensor& gx, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_hh,
+            const at::Tensor& ln_hh_w, const at::Tensor& ln_hh_b, const at::Tensor& ln_c_w, const at::Tensor& ln_c_b,
+            const c10::optional<at::Tensor>& w_ph, const c10::optional<at::Tensor>& batch_sizes,
+            const c10::optional<at::Tensor>& rd, const c10::optional<at::Tensor>& zo_h,
+            const c10::optional<at::Tensor>& zo_c, bool coupled);
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_ln_bwd(
+    const at::Tensor& dy, const at::Tensor& dhT, const at::Tensor& dcT, const at::Tensor& gates, const at::Tensor& cn,
+    const at::Tensor& cs, const at::Tensor& c0, const at::Tensor& w_hh, const at::Tensor& n_hh,
+    const at::Tensor& r_hh, const at::Tensor& n_c, const at::Tensor& r_c, const at::Tensor& ln_hh_w,
+    const at::Tensor& ln_c_w, const at::Tensor& ln_c_b, const c10::optional<at::Tensor>& w_ph,
+    const c10::optional<at::Tensor>& batch_sizes, const c10::optional<at::Tensor>& rd,
+    const c10::optional<at::Tensor>& zo_h, const c10::optional<at::Tensor>& zo_c, bool coupled);
 
 }  // namespace lstmkit

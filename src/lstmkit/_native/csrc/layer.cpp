@@ -43,6 +43,23 @@ Tensor opt(const c10::optional<Tensor>& t) {
   return (t.has_value() && t->defined()) ? t->contiguous() : Tensor();
 }
 
+// Peephole weight gradient from the gate gradients dA (T, B, G*H): i and f see c_{t-1}, o sees c_t.
+Tensor peephole_grad(const Tensor& dA, const Tensor& c0, const Tensor& cn, bool coupled) {
+  const int64_t T = cn.size(0), H = cn.size(2);
+  const Tensor c_prev = T > 1 ? at::cat({c0.unsqueeze(0), cn.narrow(0, 0, T - 1)}) : c0.unsqueeze(0);
+  auto block = [&](int q) { return dA.narrow(2, q * H, H); };
+  if (coupled) return at::cat({(block(0) * c_prev).sum({0, 1}), (block(2) * cn).sum({0, 1})});  // (p_f, p_o)
+  return at::cat({(block(0) * c_prev).sum({0, 1}), (block(1) * c_prev).sum({0, 1}), (block(3) * cn).sum({0, 1})});
+}
+
+// dW_hh = sum_t dG_t^T h_{t-1} over dG2 (T*B, G*H): h_{-1} = h0, then the outputs y_0 .. y_{T-2}.
+Tensor recurrent_weight_grad(const Tensor& dG2, const Tensor& h0, const Tensor& y) {
+  const int64_t T = y.size(0), B = y.size(1), H = y.size(2);
+  Tensor d = dG2.narrow(0, 0, B).t().mm(h0);
+  if (T > 1) d.addmm_(dG2.narrow(0, B, (T - 1) * B).t(), y.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}));
+  return d;
+}
+
 }  // namespace
 
 struct LstmLayer : public torch::autograd::Function<LstmLayer> {
@@ -82,25 +99,69 @@ struct LstmLayer : public torch::autograd::Function<LstmLayer> {
     Tensor dx, d_w_ih, d_w_hh, d_bias, d_w_ph;
     if (ctx->needs_input_grad(0)) dx = dG2.mm(w_ih).view(ctx->saved_data["x_sizes"].toIntVector());
     if (ctx->needs_input_grad(1)) d_w_ih = dG2.t().mm(x2);
-    if (ctx->needs_input_grad(2)) {
-      // dW_hh = sum_t dG_t^T h_{t-1}: the first step's h_{t-1} is h0, the rest are the outputs y_0..y_{T-2}
-      d_w_hh = dG2.narrow(0, 0, B).t().mm(h0);
-      if (T > 1) d_w_hh.addmm_(dG2.narrow(0, B, (T - 1) * B).t(), y.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}));
-    }
+    if (ctx->needs_input_grad(2)) d_w_hh = recurrent_weight_grad(dG2, h0, y);
     if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(3)) d_bias = dG2.sum(0);
-    if (w_ph.defined() && ctx->needs_input_grad(4)) {
-      const Tensor dG = std::get<0>(back);
-      const Tensor c_prev = T > 1 ? at::cat({c0.unsqueeze(0), cn.narrow(0, 0, T - 1)}) : c0.unsqueeze(0);
-      auto block = [&](int q) { return dG.narrow(2, q * H, H); };
-      if (coupled)  // (p_f, p_o): f sees c_{t-1}, o sees c_t
-        d_w_ph = at::cat({(block(0) * c_prev).sum({0, 1}), (block(2) * cn).sum({0, 1})});
-      else
-        d_w_ph = at::cat({(block(0) * c_prev).sum({0, 1}), (block(1) * c_prev).sum({0, 1}),
-                          (block(3) * cn).sum({0, 1})});
-    }
+    if (w_ph.defined() && ctx->needs_input_grad(4)) d_w_ph = peephole_grad(std::get<0>(back), c0, cn, coupled);
     return {dx, d_w_ih, d_w_hh, d_bias, d_w_ph, std::get<1>(back), std::get<2>(back), Tensor()};
   }
 };
+
+// Layer-norm LSTM (csrc/ln_lstm.cpp's loop) as one node: G_x = LN_ih(X W_ih^T) with gain ln_ih_w and bias ln_b
+// (= ln_ih_b + b_ih + b_hh, summed by the caller), the loop, and every gradient. Formulas: ops.ln_backward.
+struct LstmLnLayer : public torch::autograd::Function<LstmLnLayer> {
+  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& w_ih, const Tensor& ln_ih_w,
+                               const Tensor& ln_b, const Tensor& w_hh, const Tensor& ln_hh_w, const Tensor& ln_hh_b,
+                               const Tensor& ln_c_w, const Tensor& ln_c_b, const c10::optional<Tensor>& w_ph_in,
+                               const Tensor& h0, const Tensor& c0, bool coupled) {
+    const int64_t T = x.size(0), B = x.size(1), D = x.size(2), GH = w_ih.size(0);
+    const Tensor x2 = x.reshape({T * B, D}).contiguous(), w_ph = opt(w_ph_in);
+    const Tensor proj = project(x2, w_ih, Tensor(), false);  // (T*B, G*H)
+    auto ln = at::native_layer_norm(proj, {GH}, ln_ih_w, ln_b, 1e-5);
+    const Tensor gx = std::get<0>(ln).view({T, B, GH});
+    auto o = lstm_ln_fwd(gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ln_hh_w, ln_hh_b, ln_c_w, ln_c_b,
+                         w_ph_in, c10::nullopt, c10::nullopt, c10::nullopt, c10::nullopt, coupled);
+    const Tensor& y = std::get<0>(o);
+    ctx->save_for_backward({x2, w_ih, ln_ih_w, ln_b, proj, std::get<1>(ln), std::get<2>(ln), w_hh, ln_hh_w, ln_c_w,
+                            ln_c_b, w_ph, h0, c0, y, std::get<3>(o), std::get<4>(o), std::get<5>(o), std::get<6>(o),
+                            std::get<7>(o), std::get<8>(o), std::get<9>(o)});
+    ctx->saved_data["coupled"] = coupled;
+    ctx->saved_data["x_sizes"] = x.sizes().vec();
+    return {y, std::get<1>(o), std::get<2>(o)};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto s = ctx->get_saved_variables();
+    const Tensor &x2 = s[0], &w_ih = s[1], &ln_ih_w = s[2], &ln_b = s[3], &proj = s[4], &mean = s[5], &rstd = s[6];
+    const Tensor &w_hh = s[7], &ln_hh_w = s[8], &ln_c_w = s[9], &ln_c_b = s[10], &w_ph = s[11], &h0 = s[12];
+    const Tensor &c0 = s[13], &y = s[14], &gates = s[15], &cn = s[16], &cs = s[17], &n_hh = s[18], &r_hh = s[19];
+    const Tensor &n_c = s[20], &r_c = s[21];
+    const bool coupled = ctx->saved_data["coupled"].toBool();
+    const int64_t T = gates.size(0), B = gates.size(1), GH = gates.size(2);
+    auto grad = [](const Tensor& g, const Tensor& like) { return g.defined() ? g.contiguous() : at::zeros_like(like); };
+    const c10::optional<Tensor> ph = w_ph.defined() ? c10::optional<Tensor>(w_ph) : c10::nullopt;
+    auto b = lstm_ln_bwd(grad(grads[0], y), grad(grads[1], h0), grad(grads[2], c0), gates, cn, cs, c0.contiguous(),
+                         w_hh.contiguous(), n_hh, r_hh, n_c, r_c, ln_hh_w, ln_c_w, ln_c_b, ph, c10::nullopt,
+                         c10::nullopt, c10::nullopt, c10::nullopt, coupled);
+    const Tensor &dA = std::get<0>(b), &dGh = std::get<1>(b), &dcl = std::get<4>(b);
+    auto lnb = at::native_layer_norm_backward(dA.view({T * B, GH}), proj, {GH}, mean, rstd, ln_ih_w, ln_b,
+                                              {true, ctx->needs_input_grad(2), ctx->needs_input_grad(3)});
+    const Tensor& d_proj = std::get<0>(lnb);
+    Tensor dx, d_w_ih, d_w_hh, d_w_ph;
+    if (ctx->needs_input_grad(0)) dx = d_proj.mm(w_ih).view(ctx->saved_data["x_sizes"].toIntVector());
+    if (ctx->needs_input_grad(1)) d_w_ih = d_proj.t().mm(x2);
+    if (ctx->needs_input_grad(4)) d_w_hh = recurrent_weight_grad(dGh.view({T * B, GH}), h0, y);
+    if (w_ph.defined() && ctx->needs_input_grad(9)) d_w_ph = peephole_grad(dA, c0, cn, coupled);
+    return {dx, d_w_ih, std::get<1>(lnb), std::get<2>(lnb), d_w_hh, (dA * n_hh).sum({0, 1}), dA.sum({0, 1}),
+            (dcl * n_c).sum({0, 1}), dcl.sum({0, 1}), d_w_ph, std::get<2>(b), std::get<3>(b), Tensor()};
+  }
+};
+
+std::vector<Tensor> lstm_ln_layer(const Tensor& x, const Tensor& w_ih, const Tensor& ln_ih_w, const Tensor& ln_b,
+                                  const Tensor& w_hh, const Tensor& ln_hh_w, const Tensor& ln_hh_b,
+                                  const Tensor& ln_c_w, const Tensor& ln_c_b, const c10::optional<Tensor>& w_ph,
+                                  const Tensor& h0, const Tensor& c0, bool coupled) {
+  return LstmLnLayer::apply(x, w_ih, ln_ih_w, ln_b, w_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, w_ph, h0, c0, coupled);
+}
 
 // The layer node (training), and the same forward without autograd or saved state (inference: the biases are
 // added inside the kernel's gate pass).
