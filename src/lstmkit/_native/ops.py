@@ -358,9 +358,8 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
     if (spec.mode == "lstm" and spec.layer_norm and not low and batch_sizes is None and rd_mask is None
             and zo_h is None and zo_c is None):
         # one C++ node (csrc/layer.cpp): LN_ih(X W_ih^T) with the three biases as one LN bias, the loop, backward
-        ln_b = w.ln_ih_b if w.b_ih is None else w.ln_ih_b + w.b_ih + w.b_hh
-        y, h, c = _C.lstm_ln_layer(x, w.w_ih, w.ln_ih_w, ln_b, w.w_hh, w.ln_hh_w, w.ln_hh_b, w.ln_c_w, w.ln_c_b,
-                                   w.w_ph, h0, c0, spec.coupled)
+        y, h, c = _C.lstm_ln_layer(x, w.w_ih, w.ln_ih_w, w.ln_ih_b, w.b_ih, w.b_hh, w.w_hh, w.ln_hh_w, w.ln_hh_b,
+                                   w.ln_c_w, w.ln_c_b, w.w_ph, h0, c0, spec.coupled)
     elif spec.mode == "lstm" and spec.layer_norm:
         # LN_ih(x W_ih^T) * g + b_ln + b_ih + b_hh: the three biases enter as one LN bias (one pass, one tensor)
         ln_b = w.ln_ih_b if w.b_ih is None else w.ln_ih_b + w.b_ih + w.b_hh
@@ -372,9 +371,8 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
           and zo_h is None and zo_c is None):
         # the common case: projection, loop and (in training) the whole backward in one C++ call and one
         # autograd node (csrc/layer.cpp); in inference the kernel adds the biases in its gate pass
-        bias = None if w.b_ih is None else w.b_ih + w.b_hh
         layer = _C.lstm_layer if needs_grad else _C.lstm_layer_infer
-        y, h, c = layer(x, w.w_ih, w.w_hh, bias, w.w_ph, h0, c0, spec.coupled)
+        y, h, c = layer(x, w.w_ih, w.w_hh, w.b_ih, w.b_hh, w.w_ph, h0, c0, spec.coupled)
     elif spec.mode == "lstm" and not needs_grad and not low:
         # inference: the kernel adds the biases in its gate pass, so the projection is a plain product (no
         # broadcast of the bias over all T*B rows before the GEMM)

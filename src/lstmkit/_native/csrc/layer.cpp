@@ -43,6 +43,14 @@ Tensor opt(const c10::optional<Tensor>& t) {
   return (t.has_value() && t->defined()) ? t->contiguous() : Tensor();
 }
 
+// b_ih + b_hh (undefined when the layer has no biases): summed here rather than by the caller, which would add
+// two autograd nodes per layer in Python
+Tensor bias_sum(const c10::optional<Tensor>& b_ih, const c10::optional<Tensor>& b_hh) {
+  const Tensor a = opt(b_ih), b = opt(b_hh);
+  if (!a.defined()) return b;
+  return b.defined() ? a + b : a;
+}
+
 // Peephole weight gradient from the gate gradients dA (T, B, G*H): i and f see c_{t-1}, o sees c_t.
 Tensor peephole_grad(const Tensor& dA, const Tensor& c0, const Tensor& cn, bool coupled) {
   const int64_t T = cn.size(0), H = cn.size(2);
@@ -66,11 +74,12 @@ struct LstmLayer : public torch::autograd::Function<LstmLayer> {
   // x (T, B, D); w_ih (G*H, D); w_hh (G*H, H); bias (G*H) = b_ih + b_hh or none; w_ph (3H | 2H) or none;
   // h0, c0 (B, H). Returns y (T, B, H), h_T, c_T.
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& w_ih, const Tensor& w_hh,
-                               const c10::optional<Tensor>& bias_in, const c10::optional<Tensor>& w_ph_in,
+                               const c10::optional<Tensor>& b_ih, const c10::optional<Tensor>& b_hh,
+                               const c10::optional<Tensor>& w_ph_in,
                                const Tensor& h0, const Tensor& c0, bool coupled) {
     FlushDenormals ftz;
     const int64_t T = x.size(0), B = x.size(1), D = x.size(2), H = c0.size(1), GH = w_ih.size(0);
-    const Tensor x2 = x.reshape({T * B, D}).contiguous(), w_ph = opt(w_ph_in), bias = opt(bias_in);
+    const Tensor x2 = x.reshape({T * B, D}).contiguous(), w_ph = opt(w_ph_in), bias = bias_sum(b_ih, b_hh);
     const Tensor gx = project(x2, w_ih, bias, true).view({T, B, GH});
     const Peepholes ph(w_ph, H, coupled);
     auto out = lstm_fwd_fused(gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
@@ -78,7 +87,8 @@ struct LstmLayer : public torch::autograd::Function<LstmLayer> {
     const Tensor &y = std::get<0>(out), &gates = std::get<3>(out), &cn = std::get<4>(out);
     ctx->save_for_backward({x2, w_ih, w_hh, w_ph, h0, c0, y, gates, cn});
     ctx->saved_data["coupled"] = coupled;
-    ctx->saved_data["has_bias"] = bias.defined();
+    ctx->saved_data["has_b_ih"] = opt(b_ih).defined();
+    ctx->saved_data["has_b_hh"] = opt(b_hh).defined();
     ctx->saved_data["x_sizes"] = x.sizes().vec();
     return {y, std::get<1>(out), std::get<2>(out)};
   }
@@ -96,32 +106,46 @@ struct LstmLayer : public torch::autograd::Function<LstmLayer> {
                                cn.data_ptr<float>(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
                                nullptr, nullptr, std::vector<int64_t>(T, B), coupled);
     const Tensor dG2 = std::get<0>(back).view({T * B, GH});
-    Tensor dx, d_w_ih, d_w_hh, d_bias, d_w_ph;
+    Tensor dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_ph;
     if (ctx->needs_input_grad(0)) dx = dG2.mm(w_ih).view(ctx->saved_data["x_sizes"].toIntVector());
     if (ctx->needs_input_grad(1)) d_w_ih = dG2.t().mm(x2);
     if (ctx->needs_input_grad(2)) d_w_hh = recurrent_weight_grad(dG2, h0, y);
-    if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(3)) d_bias = dG2.sum(0);
-    if (w_ph.defined() && ctx->needs_input_grad(4)) d_w_ph = peephole_grad(std::get<0>(back), c0, cn, coupled);
-    return {dx, d_w_ih, d_w_hh, d_bias, d_w_ph, std::get<1>(back), std::get<2>(back), Tensor()};
+    const bool g_ih = ctx->saved_data["has_b_ih"].toBool() && ctx->needs_input_grad(3);
+    const bool g_hh = ctx->saved_data["has_b_hh"].toBool() && ctx->needs_input_grad(4);
+    if (g_ih || g_hh) {  // both biases get the same gradient (each its own tensor: they accumulate separately)
+      const Tensor db = dG2.sum(0);
+      if (g_ih) d_b_ih = db;
+      if (g_hh) d_b_hh = g_ih ? db.clone() : db;
+    }
+    if (w_ph.defined() && ctx->needs_input_grad(5)) d_w_ph = peephole_grad(std::get<0>(back), c0, cn, coupled);
+    return {dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_ph, std::get<1>(back), std::get<2>(back), Tensor()};
   }
 };
 
-// Layer-norm LSTM (csrc/ln_lstm.cpp's loop) as one node: G_x = LN_ih(X W_ih^T) with gain ln_ih_w and bias ln_b
-// (= ln_ih_b + b_ih + b_hh, summed by the caller), the loop, and every gradient. Formulas: ops.ln_backward.
+// Layer-norm LSTM (csrc/ln_lstm.cpp's loop) as one node: G_x = LN_ih(X W_ih^T) with gain ln_ih_w and bias
+// ln_ih_b + b_ih + b_hh, the loop, and every gradient. Formulas: ops.ln_backward.
 struct LstmLnLayer : public torch::autograd::Function<LstmLnLayer> {
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& w_ih, const Tensor& ln_ih_w,
-                               const Tensor& ln_b, const Tensor& w_hh, const Tensor& ln_hh_w, const Tensor& ln_hh_b,
+                               const Tensor& ln_ih_b, const c10::optional<Tensor>& b_ih,
+                               const c10::optional<Tensor>& b_hh, const Tensor& w_hh, const Tensor& ln_hh_w,
+                               const Tensor& ln_hh_b,
                                const Tensor& ln_c_w, const Tensor& ln_c_b, const c10::optional<Tensor>& w_ph_in,
                                const Tensor& h0, const Tensor& c0, bool coupled) {
     const int64_t T = x.size(0), B = x.size(1), D = x.size(2), GH = w_ih.size(0);
     const Tensor x2 = x.reshape({T * B, D}).contiguous(), w_ph = opt(w_ph_in);
     const Tensor proj = project(x2, w_ih, Tensor(), false);  // (T*B, G*H)
-    auto ln = at::native_layer_norm(proj, {GH}, ln_ih_w, ln_b, 1e-5);
-    const Tensor gx = std::get<0>(ln).view({T, B, GH});
+    const Tensor bias = bias_sum(b_ih, b_hh), ln_b = bias.defined() ? ln_ih_b + bias : ln_ih_b;
+    ctx->saved_data["has_b_ih"] = opt(b_ih).defined();
+    ctx->saved_data["has_b_hh"] = opt(b_hh).defined();
+    // LN_ih into pooled memory as well (a fresh (T*B, G*H) tensor per call would page-fault, see pool.h)
+    Tensor ln_out = pool_empty({T * B, GH}, x2.options()), mean = at::empty({T * B, 1}, x2.options());
+    Tensor rstd = at::empty({T * B, 1}, x2.options());
+    at::native_layer_norm_out(ln_out, mean, rstd, proj, {GH}, ln_ih_w, ln_b, 1e-5);
+    const Tensor gx = ln_out.view({T, B, GH});
     auto o = lstm_ln_fwd(gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ln_hh_w, ln_hh_b, ln_c_w, ln_c_b,
                          w_ph_in, c10::nullopt, c10::nullopt, c10::nullopt, c10::nullopt, coupled);
     const Tensor& y = std::get<0>(o);
-    ctx->save_for_backward({x2, w_ih, ln_ih_w, ln_b, proj, std::get<1>(ln), std::get<2>(ln), w_hh, ln_hh_w, ln_c_w,
+    ctx->save_for_backward({x2, w_ih, ln_ih_w, ln_b, proj, mean, rstd, w_hh, ln_hh_w, ln_c_w,
                             ln_c_b, w_ph, h0, c0, y, std::get<3>(o), std::get<4>(o), std::get<5>(o), std::get<6>(o),
                             std::get<7>(o), std::get<8>(o), std::get<9>(o)});
     ctx->saved_data["coupled"] = coupled;
@@ -143,40 +167,53 @@ struct LstmLnLayer : public torch::autograd::Function<LstmLnLayer> {
                          w_hh.contiguous(), n_hh, r_hh, n_c, r_c, ln_hh_w, ln_c_w, ln_c_b, ph, c10::nullopt,
                          c10::nullopt, c10::nullopt, c10::nullopt, coupled);
     const Tensor &dA = std::get<0>(b), &dGh = std::get<1>(b), &dcl = std::get<4>(b);
-    auto lnb = at::native_layer_norm_backward(dA.view({T * B, GH}), proj, {GH}, mean, rstd, ln_ih_w, ln_b,
-                                              {true, ctx->needs_input_grad(2), ctx->needs_input_grad(3)});
-    const Tensor& d_proj = std::get<0>(lnb);
+    Tensor d_proj = pool_empty({T * B, GH}, dA.options()), d_ln_ih_w = at::empty({GH}, dA.options());
+    Tensor d_ln_b = at::empty({GH}, dA.options());
+    at::native_layer_norm_backward_out(d_proj, d_ln_ih_w, d_ln_b, dA.view({T * B, GH}), proj, {GH}, mean, rstd,
+                                       ln_ih_w, ln_b, {true, true, true});
+    // the layer-norm gain gradients: sum over rows of dA * n (products into pooled scratch, not fresh pages)
+    auto sum_prod = [](const Tensor& a, const Tensor& b) {
+      Tensor t = pool_empty(a.sizes(), a.options());
+      at::mul_out(t, a, b);
+      return t.sum({0, 1});
+    };
     Tensor dx, d_w_ih, d_w_hh, d_w_ph;
     if (ctx->needs_input_grad(0)) dx = d_proj.mm(w_ih).view(ctx->saved_data["x_sizes"].toIntVector());
     if (ctx->needs_input_grad(1)) d_w_ih = d_proj.t().mm(x2);
-    if (ctx->needs_input_grad(4)) d_w_hh = recurrent_weight_grad(dGh.view({T * B, GH}), h0, y);
-    if (w_ph.defined() && ctx->needs_input_grad(9)) d_w_ph = peephole_grad(dA, c0, cn, coupled);
-    return {dx, d_w_ih, std::get<1>(lnb), std::get<2>(lnb), d_w_hh, (dA * n_hh).sum({0, 1}), dA.sum({0, 1}),
-            (dcl * n_c).sum({0, 1}), dcl.sum({0, 1}), d_w_ph, std::get<2>(b), std::get<3>(b), Tensor()};
+    if (ctx->needs_input_grad(6)) d_w_hh = recurrent_weight_grad(dGh.view({T * B, GH}), h0, y);
+    if (w_ph.defined() && ctx->needs_input_grad(11)) d_w_ph = peephole_grad(dA, c0, cn, coupled);
+    // ln_ih_b, b_ih and b_hh enter as one sum: the same gradient, a tensor each
+    const Tensor d_b_ih = ctx->saved_data["has_b_ih"].toBool() ? d_ln_b.clone() : Tensor();
+    const Tensor d_b_hh = ctx->saved_data["has_b_hh"].toBool() ? d_ln_b.clone() : Tensor();
+    return {dx, d_w_ih, d_ln_ih_w, d_ln_b, d_b_ih, d_b_hh, d_w_hh, sum_prod(dA, n_hh), dA.sum({0, 1}),
+            sum_prod(dcl, n_c), dcl.sum({0, 1}), d_w_ph, std::get<2>(b), std::get<3>(b), Tensor()};
   }
 };
 
-std::vector<Tensor> lstm_ln_layer(const Tensor& x, const Tensor& w_ih, const Tensor& ln_ih_w, const Tensor& ln_b,
-                                  const Tensor& w_hh, const Tensor& ln_hh_w, const Tensor& ln_hh_b,
+std::vector<Tensor> lstm_ln_layer(const Tensor& x, const Tensor& w_ih, const Tensor& ln_ih_w,
+                                  const Tensor& ln_ih_b, const c10::optional<Tensor>& b_ih,
+                                  const c10::optional<Tensor>& b_hh, const Tensor& w_hh, const Tensor& ln_hh_w, const Tensor& ln_hh_b,
                                   const Tensor& ln_c_w, const Tensor& ln_c_b, const c10::optional<Tensor>& w_ph,
                                   const Tensor& h0, const Tensor& c0, bool coupled) {
-  return LstmLnLayer::apply(x, w_ih, ln_ih_w, ln_b, w_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, w_ph, h0, c0, coupled);
+  return LstmLnLayer::apply(x, w_ih, ln_ih_w, ln_ih_b, b_ih, b_hh, w_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, w_ph, h0, c0,
+                            coupled);
 }
 
 // The layer node (training), and the same forward without autograd or saved state (inference: the biases are
 // added inside the kernel's gate pass).
 std::vector<Tensor> lstm_layer(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh,
-                               const c10::optional<Tensor>& bias, const c10::optional<Tensor>& w_ph,
-                               const Tensor& h0, const Tensor& c0, bool coupled) {
-  return LstmLayer::apply(x, w_ih, w_hh, bias, w_ph, h0, c0, coupled);
+                               const c10::optional<Tensor>& b_ih, const c10::optional<Tensor>& b_hh,
+                               const c10::optional<Tensor>& w_ph, const Tensor& h0, const Tensor& c0, bool coupled) {
+  return LstmLayer::apply(x, w_ih, w_hh, b_ih, b_hh, w_ph, h0, c0, coupled);
 }
 
 std::vector<Tensor> lstm_layer_infer(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh,
-                                     const c10::optional<Tensor>& bias_in, const c10::optional<Tensor>& w_ph_in,
-                                     const Tensor& h0, const Tensor& c0, bool coupled) {
+                                     const c10::optional<Tensor>& b_ih, const c10::optional<Tensor>& b_hh,
+                                     const c10::optional<Tensor>& w_ph_in, const Tensor& h0, const Tensor& c0,
+                                     bool coupled) {
   FlushDenormals ftz;
   const int64_t T = x.size(0), B = x.size(1), D = x.size(2), H = c0.size(1), GH = w_ih.size(0);
-  const Tensor w_ph = opt(w_ph_in), bias = opt(bias_in);
+  const Tensor w_ph = opt(w_ph_in), bias = bias_sum(b_ih, b_hh);
   const Tensor gx = project(x.reshape({T * B, D}).contiguous(), w_ih, bias, false).view({T, B, GH});
   const Peepholes ph(w_ph, H, coupled);
   auto out = lstm_fwd_fused(gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
