@@ -105,7 +105,9 @@ def lstm_backward(ctx, dy, dhT, dcT, *_unused):
     if rd_mask is not None:
         h_prev = h_prev * rd_mask
     dG2 = dG.view(T * B, GH)
-    d_w_hh = dG2.t().mm(h_prev.reshape(T * B, P)).to(w_hh.dtype) if ctx.needs_input_grad[3] else None
+    d_w_hh = None
+    if ctx.needs_input_grad[3]:  # a bf16 layer: its largest GEMM in bf16 too (fp32 accumulation)
+        d_w_hh = dG2.to(w_hh.dtype).t().mm(h_prev.reshape(T * B, P).to(w_hh.dtype))
     d_w_hr = None
     if w_hr is not None and ctx.needs_input_grad[4]:
         d_w_hr = dhn.view(T * B, P).t().mm(m.view(T * B, H))

@@ -18,6 +18,19 @@ static inline uint16_t to_bf16(float f) {  // round to nearest even
   return (uint16_t)(u >> 16);
 }
 
+// n floats to bf16 (round to nearest even), 16 at a time with AVX512_BF16 where available
+static inline void to_bf16_n(const float* src, uint16_t* dst, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX512BF16__)
+  for (; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+    const __m256bh v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + i));
+    _mm256_mask_storeu_epi16(dst + i, m, (__m256i)v);
+  }
+#endif
+  for (; i < n; ++i) dst[i] = to_bf16(src[i]);
+}
+
 #if defined(__AVX512BF16__)
 constexpr bool kHasBf16 = true;
 // (U, ceil(K/2), G*kBf16UB, 2): panel u, pair kp holds (W[k=2kp][col], W[2kp+1][col]) for its G*16 columns

@@ -231,7 +231,7 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
 #endif
           if (a.h16) {
             uint16_t* hb = a.h16 + ((t + 1) & 1) * B * a.KP2 + b * a.KP2 + j0;
-            for (int64_t l = 0; l < nl; ++l) hb[l] = to_bf16(yb[l]);
+            to_bf16_n(yb, hb, nl);
           }
         }
       }
@@ -386,7 +386,7 @@ static void bwd_units(const BwdArgs& a, int64_t j0, int64_t j1, Barrier2* bar) {
     if (dG16)
       for (int64_t b = 0; b < bt; ++b)
         for (int q = 0; q < G; ++q)
-          for (int64_t j = j0; j < j1; ++j) dG16[b * a.GHp + q * H + j] = to_bf16(a.dG[(t * B + b) * GH + q * H + j]);
+          to_bf16_n(a.dG + (t * B + b) * GH + q * H + j0, dG16 + b * a.GHp + q * H + j0, j1 - j0);
     if (bar) bar->wait();  // dG_t complete (all units) before dG_t W_hh
     // dh_{t-1}[:, j0:j1] += dG_t W_hh[:, j0:j1]
     float* rec = a.rec;
