@@ -204,18 +204,21 @@ def test_bfloat16_at_least_as_accurate_as_reference(cls, kw, H=16):
               "f64": cls(8, H, backend="reference", **kw).double()}
     for m in models.values():
         m.load_state_dict(base.state_dict())
-    x, lengths = torch.randn(10, 3, 8), torch.tensor([10, 4, 7])
-    res = {}
-    for name, m in models.items():
-        xx = x.to(next(m.parameters()).dtype).requires_grad_()
-        y, _ = m(xx, lengths=lengths)
-        (y.double() * torch.linspace(-1, 1, y.numel(), dtype=torch.float64).view_as(y)).sum().backward()
-        assert y.dtype == xx.dtype
-        res[name] = [y.double(), xx.grad.double()] + [p.grad.double() for p in m.parameters()]
-    for i, truth in enumerate(res["f64"]):
-        err_ref = (res["ref"][i] - truth).abs().max().item()
-        err_nat = (res["nat"][i] - truth).abs().max().item()
-        assert err_nat <= 1.5 * err_ref + 1e-3 * truth.abs().max().item(), (i, err_nat, err_ref)
+    x = torch.randn(10, 3, 8)
+    # with lengths (the ops path) and without (bf16 LSTM: one C++ node, bf16 projection and weight gradients)
+    for lengths in (torch.tensor([10, 4, 7]), None):
+        res = {}
+        for name, m in models.items():
+            m.zero_grad(set_to_none=True)
+            xx = x.to(next(m.parameters()).dtype).requires_grad_()
+            y, _ = m(xx, lengths=lengths)
+            (y.double() * torch.linspace(-1, 1, y.numel(), dtype=torch.float64).view_as(y)).sum().backward()
+            assert y.dtype == xx.dtype
+            res[name] = [y.double(), xx.grad.double()] + [p.grad.double() for p in m.parameters()]
+        for i, truth in enumerate(res["f64"]):
+            err_ref = (res["ref"][i] - truth).abs().max().item()
+            err_nat = (res["nat"][i] - truth).abs().max().item()
+            assert err_nat <= 1.5 * err_ref + 1e-3 * truth.abs().max().item(), (lengths, i, err_nat, err_ref)
 
 
 @pytest.mark.parametrize("kw", [{}, {"coupled": True, "peephole": True}])
@@ -280,3 +283,22 @@ def test_memory_pool_reuses_and_releases():
     del out
     assert backend.release_memory() >= 300 * 32 * 256 * 4
     assert ops._C.pool_cached_bytes() == 0
+
+
+@pytest.mark.parametrize("kw", [{}, {"peephole": True, "coupled": True}])
+def test_bfloat16_inference_entry_accuracy(kw):
+    """bf16 under inference_mode (the inference entry: bf16 projection, biases added in the kernel): as accurate
+    as the reference bf16 layer against float64 truth."""
+    torch.manual_seed(0)
+    base = lnn.LSTM(8, 24, backend="reference", **kw)
+    ref16, nat16 = (lnn.LSTM(8, 24, backend=b, **kw).to(torch.bfloat16) for b in ("reference", "native"))
+    f64 = lnn.LSTM(8, 24, backend="reference", **kw).double()
+    for m in (ref16, nat16, f64):
+        m.load_state_dict(base.state_dict())
+    x = torch.randn(12, 5, 8)
+    with torch.inference_mode():
+        truth = f64(x.double())[0]
+        err_ref = (ref16(x.bfloat16())[0].double() - truth).abs().max().item()
+        y = nat16(x.bfloat16())[0]
+    assert y.dtype == torch.bfloat16
+    assert (y.double() - truth).abs().max().item() <= 1.5 * err_ref + 1e-3

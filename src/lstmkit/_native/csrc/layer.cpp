@@ -51,6 +51,12 @@ Tensor bias_sum(const c10::optional<Tensor>& b_ih, const c10::optional<Tensor>& 
   return b.defined() ? a + b : a;
 }
 
+// The same in fp32 (for a bf16 layer, whose kernel adds the biases in fp32)
+Tensor bias_sum_f32(const c10::optional<Tensor>& b_ih, const c10::optional<Tensor>& b_hh) {
+  auto f = [](const c10::optional<Tensor>& t) { return c10::optional<Tensor>(opt(t).defined() ? opt(t).to(at::kFloat) : Tensor()); };
+  return bias_sum(f(b_ih), f(b_hh));
+}
+
 // Peephole weight gradient from the gate gradients dA (T, B, G*H): i and f see c_{t-1}, o sees c_t.
 Tensor peephole_grad(const Tensor& dA, const Tensor& c0, const Tensor& cn, bool coupled) {
   const int64_t T = cn.size(0), H = cn.size(2);
@@ -68,24 +74,48 @@ Tensor recurrent_weight_grad(const Tensor& dG2, const Tensor& h0, const Tensor& 
   return d;
 }
 
+// A copy of ``t`` as ``dtype`` in pooled memory (the bf16 <-> fp32 conversions of a bf16 layer's large tensors).
+Tensor pooled_as(const Tensor& t, at::ScalarType dtype) {
+  if (t.scalar_type() == dtype) return t;
+  Tensor out = pool_empty(t.sizes(), t.options().dtype(dtype));
+  out.copy_(t);
+  return out;
+}
+
+// G_x (T*B, G*H) fp32 for the loop. fp32: X W_ih^T (+ b when add_bias). bf16: the product as a bf16 GEMM, then
+// converted; the biases are left to the kernel.
+Tensor projection_f32(const Tensor& x2, const Tensor& w_ih, const Tensor& bias, bool add_bias) {
+  if (x2.scalar_type() == at::kFloat) return project(x2, w_ih, bias, add_bias);
+  Tensor g16 = pool_empty({x2.size(0), w_ih.size(0)}, x2.options());
+  at::mm_out(g16, x2, w_ih.t());
+  return pooled_as(g16, at::kFloat);
+}
+
 }  // namespace
 
 struct LstmLayer : public torch::autograd::Function<LstmLayer> {
-  // x (T, B, D); w_ih (G*H, D); w_hh (G*H, H); bias (G*H) = b_ih + b_hh or none; w_ph (3H | 2H) or none;
-  // h0, c0 (B, H). Returns y (T, B, H), h_T, c_T.
+  // x (T, B, D) fp32 or bf16 (then every weight bf16); w_ih (G*H, D); w_hh (G*H, H); b_ih, b_hh (G*H) or none;
+  // w_ph (3H | 2H) or none; h0, c0 (B, H) fp32. Returns y (T, B, H) in x's dtype, h_T and c_T in fp32.
+  // bf16: the projection and weight-gradient GEMMs run in bf16, the loop with bf16 W_hh dot products, the cell
+  // state and the gate pass in fp32.
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& w_ih, const Tensor& w_hh,
                                const c10::optional<Tensor>& b_ih, const c10::optional<Tensor>& b_hh,
                                const c10::optional<Tensor>& w_ph_in,
                                const Tensor& h0, const Tensor& c0, bool coupled) {
     FlushDenormals ftz;
     const int64_t T = x.size(0), B = x.size(1), D = x.size(2), H = c0.size(1), GH = w_ih.size(0);
-    const Tensor x2 = x.reshape({T * B, D}).contiguous(), w_ph = opt(w_ph_in), bias = bias_sum(b_ih, b_hh);
-    const Tensor gx = project(x2, w_ih, bias, true).view({T, B, GH});
-    const Peepholes ph(w_ph, H, coupled);
+    const bool low = x.scalar_type() == at::kBFloat16;
+    const Tensor x2 = x.reshape({T * B, D}).contiguous(), w_ph = opt(w_ph_in);
+    const Tensor bias = low ? bias_sum_f32(b_ih, b_hh) : bias_sum(b_ih, b_hh);
+    const Tensor gx = projection_f32(x2, w_ih, bias, true).view({T, B, GH});
+    const Tensor w_ph32 = w_ph.defined() ? w_ph.to(at::kFloat).contiguous() : w_ph;
+    const Peepholes ph(w_ph32, H, coupled);
     auto out = lstm_fwd_fused(gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
-                              nullptr, nullptr, std::vector<int64_t>(T, B), coupled, true, nullptr);
-    const Tensor &y = std::get<0>(out), &gates = std::get<3>(out), &cn = std::get<4>(out);
-    ctx->save_for_backward({x2, w_ih, w_hh, w_ph, h0, c0, y, gates, cn});
+                              nullptr, nullptr, std::vector<int64_t>(T, B), coupled, true,
+                              low && bias.defined() ? bias.data_ptr<float>() : nullptr);
+    const Tensor y = pooled_as(std::get<0>(out), x.scalar_type());
+    const Tensor &gates = std::get<3>(out), &cn = std::get<4>(out);
+    ctx->save_for_backward({x2, w_ih, w_hh, w_ph32, h0, c0, y, gates, cn});
     ctx->saved_data["coupled"] = coupled;
     ctx->saved_data["has_b_ih"] = opt(b_ih).defined();
     ctx->saved_data["has_b_hh"] = opt(b_hh).defined();
@@ -99,25 +129,29 @@ struct LstmLayer : public torch::autograd::Function<LstmLayer> {
     const Tensor &x2 = s[0], &w_ih = s[1], &w_hh = s[2], &w_ph = s[3], &h0 = s[4], &c0 = s[5], &y = s[6];
     const Tensor &gates = s[7], &cn = s[8];
     const bool coupled = ctx->saved_data["coupled"].toBool();
+    const at::ScalarType dt = x2.scalar_type();
     const int64_t T = gates.size(0), B = gates.size(1), GH = gates.size(2), H = cn.size(2);
-    auto grad = [](const Tensor& g, const Tensor& like) { return g.defined() ? g.contiguous() : at::zeros_like(like); };
+    auto grad = [](const Tensor& g, const Tensor& like) {
+      return g.defined() ? pooled_as(g, at::kFloat).contiguous() : at::zeros_like(like, like.options().dtype(at::kFloat));
+    };
     const Peepholes ph(w_ph, H, coupled);
     auto back = lstm_bwd_fused(grad(grads[0], y), grad(grads[1], h0), grad(grads[2], c0), gates, cn,
                                cn.data_ptr<float>(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
                                nullptr, nullptr, std::vector<int64_t>(T, B), coupled);
-    const Tensor dG2 = std::get<0>(back).view({T * B, GH});
+    const Tensor& dG = std::get<0>(back);                  // (T, B, G*H) fp32
+    const Tensor dG2 = pooled_as(dG, dt).view({T * B, GH});  // the GEMMs run in the layer's dtype
     Tensor dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_ph;
     if (ctx->needs_input_grad(0)) dx = dG2.mm(w_ih).view(ctx->saved_data["x_sizes"].toIntVector());
     if (ctx->needs_input_grad(1)) d_w_ih = dG2.t().mm(x2);
-    if (ctx->needs_input_grad(2)) d_w_hh = recurrent_weight_grad(dG2, h0, y);
+    if (ctx->needs_input_grad(2)) d_w_hh = recurrent_weight_grad(dG2, h0.to(dt), y);
     const bool g_ih = ctx->saved_data["has_b_ih"].toBool() && ctx->needs_input_grad(3);
     const bool g_hh = ctx->saved_data["has_b_hh"].toBool() && ctx->needs_input_grad(4);
     if (g_ih || g_hh) {  // both biases get the same gradient (each its own tensor: they accumulate separately)
-      const Tensor db = dG2.sum(0);
+      const Tensor db = dG.view({T * B, GH}).sum(0).to(dt);
       if (g_ih) d_b_ih = db;
       if (g_hh) d_b_hh = g_ih ? db.clone() : db;
     }
-    if (w_ph.defined() && ctx->needs_input_grad(5)) d_w_ph = peephole_grad(std::get<0>(back), c0, cn, coupled);
+    if (w_ph.defined() && ctx->needs_input_grad(5)) d_w_ph = peephole_grad(dG, c0, cn, coupled).to(dt);
     return {dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_ph, std::get<1>(back), std::get<2>(back), Tensor()};
   }
 };
@@ -213,13 +247,14 @@ std::vector<Tensor> lstm_layer_infer(const Tensor& x, const Tensor& w_ih, const 
                                      bool coupled) {
   FlushDenormals ftz;
   const int64_t T = x.size(0), B = x.size(1), D = x.size(2), H = c0.size(1), GH = w_ih.size(0);
-  const Tensor w_ph = opt(w_ph_in), bias = bias_sum(b_ih, b_hh);
-  const Tensor gx = project(x.reshape({T * B, D}).contiguous(), w_ih, bias, false).view({T, B, GH});
-  const Peepholes ph(w_ph, H, coupled);
+  const Tensor w_ph = opt(w_ph_in), bias = bias_sum_f32(b_ih, b_hh);
+  const Tensor w_ph32 = w_ph.defined() ? w_ph.to(at::kFloat).contiguous() : w_ph;
+  const Tensor gx = projection_f32(x.reshape({T * B, D}).contiguous(), w_ih, bias, false).view({T, B, GH});
+  const Peepholes ph(w_ph32, H, coupled);
   auto out = lstm_fwd_fused(gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
                             nullptr, nullptr, std::vector<int64_t>(T, B), coupled, false,
                             bias.defined() ? bias.data_ptr<float>() : nullptr);
-  return {std::get<0>(out), std::get<1>(out), std::get<2>(out)};
+  return {pooled_as(std::get<0>(out), x.scalar_type()), std::get<1>(out), std::get<2>(out)};
 }
 
 }  // namespace lstmkit
