@@ -369,12 +369,11 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
         y, h, c, *_ = kern.lstm_ln_fwd(gx, h0, c0, f32(w.w_hh), f32(w.ln_hh_w), f32(w.ln_hh_b),
                                                     f32(w.ln_c_w), f32(w.ln_c_b), f32(w.w_ph), batch_sizes,
                                                     rd_mask, zo_h, zo_c, spec.coupled)
-    elif (spec.mode == "lstm" and w.w_hr is None and batch_sizes is None and rd_mask is None
-          and zo_h is None and zo_c is None):
-        # the common case: projection, loop and (in training) the whole backward in one C++ call and one
-        # autograd node (csrc/layer.cpp); in inference the kernel adds the biases in its gate pass
+    elif spec.mode == "lstm" and w.w_hr is None and rd_mask is None and zo_h is None and zo_c is None:
+        # the common case (any lengths, fp32 or bf16): projection, loop and (in training) the whole backward in
+        # one C++ call and one autograd node (csrc/layer.cpp); in inference the kernel adds the biases
         layer = _C.lstm_layer if needs_grad else _C.lstm_layer_infer
-        y, h, c = layer(x, w.w_ih, w.w_hh, w.b_ih, w.b_hh, w.w_ph, h0, c0, spec.coupled)
+        y, h, c = layer(x, w.w_ih, w.w_hh, w.b_ih, w.b_hh, w.w_ph, batch_sizes, h0, c0, spec.coupled)
     elif spec.mode == "lstm" and not needs_grad and not low:
         # inference: the kernel adds the biases in its gate pass, so the projection is a plain product (no
         # broadcast of the bias over all T*B rows before the GEMM)

@@ -95,23 +95,25 @@ Tensor projection_f32(const Tensor& x2, const Tensor& w_ih, const Tensor& bias, 
 
 struct LstmLayer : public torch::autograd::Function<LstmLayer> {
   // x (T, B, D) fp32 or bf16 (then every weight bf16); w_ih (G*H, D); w_hh (G*H, H); b_ih, b_hh (G*H) or none;
-  // w_ph (3H | 2H) or none; h0, c0 (B, H) fp32. Returns y (T, B, H) in x's dtype, h_T and c_T in fp32.
+  // w_ph (3H | 2H) or none; batch_sizes (T) rows active per step (batch sorted longest first) or none;
+  // h0, c0 (B, H) fp32. Returns y (T, B, H) in x's dtype, h_T and c_T in fp32.
   // bf16: the projection and weight-gradient GEMMs run in bf16, the loop with bf16 W_hh dot products, the cell
   // state and the gate pass in fp32.
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& w_ih, const Tensor& w_hh,
                                const c10::optional<Tensor>& b_ih, const c10::optional<Tensor>& b_hh,
-                               const c10::optional<Tensor>& w_ph_in,
+                               const c10::optional<Tensor>& w_ph_in, const c10::optional<Tensor>& batch_sizes,
                                const Tensor& h0, const Tensor& c0, bool coupled) {
     FlushDenormals ftz;
     const int64_t T = x.size(0), B = x.size(1), D = x.size(2), H = c0.size(1), GH = w_ih.size(0);
     const bool low = x.scalar_type() == at::kBFloat16;
+    const std::vector<int64_t> bs = rows_per_step(batch_sizes, T, B);  // lengths: batch sorted longest first
     const Tensor x2 = x.reshape({T * B, D}).contiguous(), w_ph = opt(w_ph_in);
     const Tensor bias = low ? bias_sum_f32(b_ih, b_hh) : bias_sum(b_ih, b_hh);
     const Tensor gx = projection_f32(x2, w_ih, bias, true).view({T, B, GH});
     const Tensor w_ph32 = w_ph.defined() ? w_ph.to(at::kFloat).contiguous() : w_ph;
     const Peepholes ph(w_ph32, H, coupled);
     auto out = lstm_fwd_fused(gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
-                              nullptr, nullptr, std::vector<int64_t>(T, B), coupled, true,
+                              nullptr, nullptr, bs, coupled, true,
                               low && bias.defined() ? bias.data_ptr<float>() : nullptr);
     const Tensor y = pooled_as(std::get<0>(out), x.scalar_type());
     const Tensor &gates = std::get<3>(out), &cn = std::get<4>(out);
@@ -120,12 +122,14 @@ struct LstmLayer : public torch::autograd::Function<LstmLayer> {
     ctx->saved_data["has_b_ih"] = opt(b_ih).defined();
     ctx->saved_data["has_b_hh"] = opt(b_hh).defined();
     ctx->saved_data["x_sizes"] = x.sizes().vec();
+    ctx->saved_data["bs"] = bs;
     return {y, std::get<1>(out), std::get<2>(out)};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     FlushDenormals ftz;
     const auto s = ctx->get_saved_variables();
+    const std::vector<int64_t> bs = ctx->saved_data["bs"].toIntVector();
     const Tensor &x2 = s[0], &w_ih = s[1], &w_hh = s[2], &w_ph = s[3], &h0 = s[4], &c0 = s[5], &y = s[6];
     const Tensor &gates = s[7], &cn = s[8];
     const bool coupled = ctx->saved_data["coupled"].toBool();
@@ -137,7 +141,7 @@ struct LstmLayer : public torch::autograd::Function<LstmLayer> {
     const Peepholes ph(w_ph, H, coupled);
     auto back = lstm_bwd_fused(grad(grads[0], y), grad(grads[1], h0), grad(grads[2], c0), gates, cn,
                                cn.data_ptr<float>(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
-                               nullptr, nullptr, std::vector<int64_t>(T, B), coupled);
+                               nullptr, nullptr, bs, coupled);
     const Tensor& dG = std::get<0>(back);                  // (T, B, G*H) fp32
     const Tensor dG2 = pooled_as(dG, dt).view({T * B, GH});  // the GEMMs run in the layer's dtype
     Tensor dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_ph;
@@ -152,7 +156,7 @@ struct LstmLayer : public torch::autograd::Function<LstmLayer> {
       if (g_hh) d_b_hh = g_ih ? db.clone() : db;
     }
     if (w_ph.defined() && ctx->needs_input_grad(5)) d_w_ph = peephole_grad(dG, c0, cn, coupled).to(dt);
-    return {dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_ph, std::get<1>(back), std::get<2>(back), Tensor()};
+    return {dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_ph, Tensor(), std::get<1>(back), std::get<2>(back), Tensor()};
   }
 };
 
@@ -237,13 +241,15 @@ std::vector<Tensor> lstm_ln_layer(const Tensor& x, const Tensor& w_ih, const Ten
 // added inside the kernel's gate pass).
 std::vector<Tensor> lstm_layer(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh,
                                const c10::optional<Tensor>& b_ih, const c10::optional<Tensor>& b_hh,
-                               const c10::optional<Tensor>& w_ph, const Tensor& h0, const Tensor& c0, bool coupled) {
-  return LstmLayer::apply(x, w_ih, w_hh, b_ih, b_hh, w_ph, h0, c0, coupled);
+                               const c10::optional<Tensor>& w_ph, const c10::optional<Tensor>& batch_sizes,
+                               const Tensor& h0, const Tensor& c0, bool coupled) {
+  return LstmLayer::apply(x, w_ih, w_hh, b_ih, b_hh, w_ph, batch_sizes, h0, c0, coupled);
 }
 
 std::vector<Tensor> lstm_layer_infer(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh,
                                      const c10::optional<Tensor>& b_ih, const c10::optional<Tensor>& b_hh,
-                                     const c10::optional<Tensor>& w_ph_in, const Tensor& h0, const Tensor& c0,
+                                     const c10::optional<Tensor>& w_ph_in,
+                                     const c10::optional<Tensor>& batch_sizes, const Tensor& h0, const Tensor& c0,
                                      bool coupled) {
   FlushDenormals ftz;
   const int64_t T = x.size(0), B = x.size(1), D = x.size(2), H = c0.size(1), GH = w_ih.size(0);
@@ -252,7 +258,7 @@ std::vector<Tensor> lstm_layer_infer(const Tensor& x, const Tensor& w_ih, const 
   const Tensor gx = projection_f32(x.reshape({T * B, D}).contiguous(), w_ih, bias, false).view({T, B, GH});
   const Peepholes ph(w_ph32, H, coupled);
   auto out = lstm_fwd_fused(gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
-                            nullptr, nullptr, std::vector<int64_t>(T, B), coupled, false,
+                            nullptr, nullptr, rows_per_step(batch_sizes, T, B), coupled, false,
                             bias.defined() ? bias.data_ptr<float>() : nullptr);
   return {pooled_as(std::get<0>(out), x.scalar_type()), std::get<1>(out), std::get<2>(out)};
 }
