@@ -188,11 +188,13 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
           const __m512 cnew = _mm512_fmadd_ps(f, cprev, _mm512_mul_ps(i, g));
           o = sigmoid512(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, po), cnew, _mm512_load_ps(p + (G - 1) * UB)));
           const __m512 hn = _mm512_mul_ps(o, tanh512(cnew));
-          if (G == 4) _mm512_mask_storeu_ps(gb, mk, i);
-          _mm512_mask_storeu_ps(gb + (G - 3) * H, mk, f);
-          _mm512_mask_storeu_ps(gb + (G - 2) * H, mk, g);
-          _mm512_mask_storeu_ps(gb + (G - 1) * H, mk, o);
-          _mm512_mask_storeu_ps(cnb, mk, cnew);
+          if (a.gT) {  // kept for backward (inference keeps nothing)
+            if (G == 4) _mm512_mask_storeu_ps(gb, mk, i);
+            _mm512_mask_storeu_ps(gb + (G - 3) * H, mk, f);
+            _mm512_mask_storeu_ps(gb + (G - 2) * H, mk, g);
+            _mm512_mask_storeu_ps(gb + (G - 1) * H, mk, o);
+            _mm512_mask_storeu_ps(cnb, mk, cnew);
+          }
           const __m512 kcv = _mm512_maskz_loadu_ps(mk, kc), khv = _mm512_maskz_loadu_ps(mk, kh);
           // zoneout: keep the previous value with the mask's weight (zeros when zoneout is off)
           _mm512_mask_storeu_ps(cb, mk, _mm512_fmadd_ps(kcv, _mm512_sub_ps(cprev, cnew), cnew));
