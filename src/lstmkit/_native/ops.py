@@ -87,6 +87,36 @@ def _bwd(ctx):
     return getattr(ctx, "bare_kernels", None) or torch.ops.lstmkit
 
 
+def _recurrent_weight_grad(dG2: Tensor, h0: Tensor, y: Tensor, rd_mask: Optional[Tensor] = None,
+                           dtype: Optional[torch.dtype] = None) -> Tensor:
+    """``dW_hh = sum_t dG_t^T (h_{t-1} * mask)`` with ``h_{-1} = h0`` and then ``y_0 .. y_{T-2}``; dG2 (T*B, G*H).
+
+    Without a recurrent-dropout mask: two GEMMs straight from h0 and y, with no (T, B, P) copy of the previous
+    states (a fresh tensor that size costs page faults, see csrc/pool.h). ``dtype``: the GEMM's (a bf16 layer's).
+    """
+    T, B, P = y.shape
+    g = dG2.to(dtype or dG2.dtype)
+    if rd_mask is not None:
+        h_prev = torch.cat([h0.unsqueeze(0), y[:-1]]) if T > 1 else h0.unsqueeze(0)
+        return g.t().mm((h_prev * rd_mask).reshape(T * B, P).to(g.dtype))
+    d = g[:B].t().mm(h0.to(g.dtype))
+    if T > 1:
+        d.addmm_(g[B:].t(), y[:-1].reshape((T - 1) * B, P).to(g.dtype))
+    return d
+
+
+def _peephole_grad(dG: Tensor, c0: Tensor, carried: Tensor, cn: Tensor, coupled: bool) -> Tensor:
+    """Peephole weight gradient from the gate gradients dG (T, B, G*H): i and f see c_{t-1} (c0, then the carried
+    cells), o sees the new cell c_t; coupled layers have (p_f, p_o) only."""
+    T, H = cn.shape[0], cn.shape[2]
+    c_prev = torch.cat([c0.unsqueeze(0), carried[:-1]]) if T > 1 else c0.unsqueeze(0)
+    blocks = dG.split(H, dim=-1)
+    if coupled:
+        return torch.cat([(blocks[0] * c_prev).sum((0, 1)), (blocks[2] * cn).sum((0, 1))])
+    return torch.cat([(blocks[0] * c_prev).sum((0, 1)), (blocks[1] * c_prev).sum((0, 1)),
+                      (blocks[3] * cn).sum((0, 1))])
+
+
 # LSTM: inputs (gx, h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled)
 def lstm_setup(ctx, inputs, output):
     gx, h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled = inputs
@@ -101,26 +131,16 @@ def lstm_backward(ctx, dy, dhT, dcT, *_unused):
         w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, ctx.coupled)
     T, B, GH = gates.shape
     P, H = h0.shape[1], c0.shape[1]
-    h_prev = torch.cat([h0.unsqueeze(0), y[:-1]]) if T > 1 else h0.unsqueeze(0)  # (T, B, P)
-    if rd_mask is not None:
-        h_prev = h_prev * rd_mask
     dG2 = dG.view(T * B, GH)
     d_w_hh = None
     if ctx.needs_input_grad[3]:  # a bf16 layer: its largest GEMM in bf16 too (fp32 accumulation)
-        d_w_hh = dG2.to(w_hh.dtype).t().mm(h_prev.reshape(T * B, P).to(w_hh.dtype))
+        d_w_hh = _recurrent_weight_grad(dG2, h0, y, rd_mask, w_hh.dtype)
     d_w_hr = None
     if w_hr is not None and ctx.needs_input_grad[4]:
         d_w_hr = dhn.view(T * B, P).t().mm(m.view(T * B, H))
     d_w_ph = None
     if w_ph is not None and ctx.needs_input_grad[5]:
-        carried = cs if zo_c is not None else cn
-        c_prev = torch.cat([c0.unsqueeze(0), carried[:-1]]) if T > 1 else c0.unsqueeze(0)
-        blocks = dG.split(H, dim=-1)
-        if ctx.coupled:  # (p_f, p_o): f sees c_{t-1}, o sees c_t
-            d_w_ph = torch.cat([(blocks[0] * c_prev).sum((0, 1)), (blocks[2] * cn).sum((0, 1))])
-        else:
-            d_w_ph = torch.cat([(blocks[0] * c_prev).sum((0, 1)), (blocks[1] * c_prev).sum((0, 1)),
-                                (blocks[3] * cn).sum((0, 1))])
+        d_w_ph = _peephole_grad(dG, c0, cs if zo_c is not None else cn, cn, ctx.coupled)
     return dG, dh0, dc0, d_w_hh, d_w_hr, d_w_ph, None, None, None, None, None
 
 
@@ -155,25 +175,14 @@ def ln_backward(ctx, dy, dhT, dcT, *_unused):
         _zeros_if_none(dy, y), _zeros_if_none(dhT, h0), _zeros_if_none(dcT, c0), gates, cn, cs, c0, w_hh, n_hh,
         r_hh, n_c, r_c, ln_hh_w, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c, ctx.coupled)
     T, B, GH = gates.shape
-    H = c0.shape[1]
-    h_prev = torch.cat([h0.unsqueeze(0), y[:-1]]) if T > 1 else h0.unsqueeze(0)
-    if rd_mask is not None:
-        h_prev = h_prev * rd_mask
-    d_w_hh = dGh.view(T * B, GH).t().mm(h_prev.reshape(T * B, H))
+    d_w_hh = _recurrent_weight_grad(dGh.view(T * B, GH), h0, y, rd_mask)
     d_ln_hh_w = (dA * n_hh).sum((0, 1))
     d_ln_hh_b = dA.sum((0, 1))
     d_ln_c_w = (dcl * n_c).sum((0, 1))
     d_ln_c_b = dcl.sum((0, 1))
     d_w_ph = None
     if w_ph is not None:
-        carried = cs if zo_c is not None else cn
-        c_prev = torch.cat([c0.unsqueeze(0), carried[:-1]]) if T > 1 else c0.unsqueeze(0)
-        blocks = dA.split(H, dim=-1)
-        if ctx.coupled:
-            d_w_ph = torch.cat([(blocks[0] * c_prev).sum((0, 1)), (blocks[2] * cn).sum((0, 1))])
-        else:
-            d_w_ph = torch.cat([(blocks[0] * c_prev).sum((0, 1)), (blocks[1] * c_prev).sum((0, 1)),
-                                (blocks[3] * cn).sum((0, 1))])
+        d_w_ph = _peephole_grad(dA, c0, cs if zo_c is not None else cn, cn, ctx.coupled)
     return (dA, dh0, dc0, d_w_hh, d_ln_hh_w, d_ln_hh_b, d_ln_c_w, d_ln_c_b, d_w_ph, None, None, None, None,
             None)
 
@@ -191,11 +200,8 @@ def gru_backward(ctx, dy, dhT, *_unused):
                                               y, w_hh, batch_sizes, rd_mask, zo_h)
     T, B, H3 = gates.shape
     H = H3 // 3
-    h_prev = torch.cat([h0.unsqueeze(0), y[:-1]]) if T > 1 else h0.unsqueeze(0)
-    if rd_mask is not None:
-        h_prev = h_prev * rd_mask
     dGh2 = dGh.view(T * B, H3)
-    d_w_hh = dGh2.t().mm(h_prev.reshape(T * B, H)) if ctx.needs_input_grad[2] else None
+    d_w_hh = _recurrent_weight_grad(dGh2, h0, y, rd_mask) if ctx.needs_input_grad[2] else None
     d_b_hh = dGh2.sum(0) if ctx.has_b_hh and ctx.needs_input_grad[3] else None
     return dGx, dh0, d_w_hh, d_b_hh, None, None, None
 
@@ -213,10 +219,7 @@ def rnn_backward(ctx, dy, dhT, *_unused):
     dA, dh0 = _bwd(ctx).rnn_bwd(_zeros_if_none(dy, y), _zeros_if_none(dhT, h0), act, w_hh,
                                         batch_sizes, rd_mask, zo_h, ctx.relu)
     T, B, H = y.shape
-    h_prev = torch.cat([h0.unsqueeze(0), y[:-1]]) if T > 1 else h0.unsqueeze(0)
-    if rd_mask is not None:
-        h_prev = h_prev * rd_mask
-    d_w_hh = dA.view(T * B, H).t().mm(h_prev.reshape(T * B, H)) if ctx.needs_input_grad[2] else None
+    d_w_hh = _recurrent_weight_grad(dA.view(T * B, H), h0, y, rd_mask) if ctx.needs_input_grad[2] else None
     return dA, dh0, d_w_hh, None, None, None, None
 
 
