@@ -46,7 +46,11 @@ def _opt(t: Optional[Tensor]) -> Optional[Tensor]:
 
 
 def _zeros_if_none(g: Optional[Tensor], like: Tensor) -> Tensor:
-    return torch.zeros_like(like) if g is None else g.contiguous()
+    if g is None:
+        return torch.zeros_like(like)
+    if g.is_contiguous() or g.dtype != torch.float32:
+        return g.contiguous()
+    return _C.pool_empty(list(g.shape)).copy_(g)  # e.g. the expanded ones of y.sum(): a pooled copy, no page faults
 
 
 # -- fake (meta) kernels: output shapes of the registered ops -----------------------------------------------

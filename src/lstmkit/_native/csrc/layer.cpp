@@ -53,7 +53,10 @@ Tensor bias_sum(const c10::optional<Tensor>& b_ih, const c10::optional<Tensor>& 
 
 // The same in fp32 (for a bf16 layer, whose kernel adds the biases in fp32)
 Tensor bias_sum_f32(const c10::optional<Tensor>& b_ih, const c10::optional<Tensor>& b_hh) {
-  auto f = [](const c10::optional<Tensor>& t) { return c10::optional<Tensor>(opt(t).defined() ? opt(t).to(at::kFloat) : Tensor()); };
+  auto f = [](const c10::optional<Tensor>& t) {
+    const Tensor v = opt(t);
+    return c10::optional<Tensor>(v.defined() ? v.to(at::kFloat) : Tensor());
+  };
   return bias_sum(f(b_ih), f(b_hh));
 }
 
@@ -74,9 +77,10 @@ Tensor recurrent_weight_grad(const Tensor& dG2, const Tensor& h0, const Tensor& 
   return d;
 }
 
-// A copy of ``t`` as ``dtype`` in pooled memory (the bf16 <-> fp32 conversions of a bf16 layer's large tensors).
+// ``t`` as a contiguous ``dtype`` tensor, copied into pooled memory when it is not one already (the bf16 <-> fp32
+// conversions of a bf16 layer, and incoming gradients such as the expanded ones of ``y.sum()``).
 Tensor pooled_as(const Tensor& t, at::ScalarType dtype) {
-  if (t.scalar_type() == dtype) return t;
+  if (t.scalar_type() == dtype && t.is_contiguous()) return t;
   Tensor out = pool_empty(t.sizes(), t.options().dtype(dtype));
   out.copy_(t);
   return out;
@@ -136,7 +140,7 @@ struct LstmLayer : public torch::autograd::Function<LstmLayer> {
     const at::ScalarType dt = x2.scalar_type();
     const int64_t T = gates.size(0), B = gates.size(1), GH = gates.size(2), H = cn.size(2);
     auto grad = [](const Tensor& g, const Tensor& like) {
-      return g.defined() ? pooled_as(g, at::kFloat).contiguous() : at::zeros_like(like, like.options().dtype(at::kFloat));
+      return g.defined() ? pooled_as(g, at::kFloat) : at::zeros_like(like, like.options().dtype(at::kFloat));
     };
     const Peepholes ph(w_ph, H, coupled);
     auto back = lstm_bwd_fused(grad(grads[0], y), grad(grads[1], h0), grad(grads[2], c0), gates, cn,
@@ -199,7 +203,9 @@ struct LstmLnLayer : public torch::autograd::Function<LstmLnLayer> {
     const Tensor &n_c = s[20], &r_c = s[21];
     const bool coupled = ctx->saved_data["coupled"].toBool();
     const int64_t T = gates.size(0), B = gates.size(1), GH = gates.size(2);
-    auto grad = [](const Tensor& g, const Tensor& like) { return g.defined() ? g.contiguous() : at::zeros_like(like); };
+    auto grad = [](const Tensor& g, const Tensor& like) {
+      return g.defined() ? pooled_as(g, at::kFloat) : at::zeros_like(like);
+    };
     const c10::optional<Tensor> ph = w_ph.defined() ? c10::optional<Tensor>(w_ph) : c10::nullopt;
     auto b = lstm_ln_bwd(grad(grads[0], y), grad(grads[1], h0), grad(grads[2], c0), gates, cn, cs, c0.contiguous(),
                          w_hh.contiguous(), n_hh, r_hh, n_c, r_c, ln_hh_w, ln_c_w, ln_c_b, ph, c10::nullopt,
@@ -230,7 +236,8 @@ struct LstmLnLayer : public torch::autograd::Function<LstmLnLayer> {
 
 std::vector<Tensor> lstm_ln_layer(const Tensor& x, const Tensor& w_ih, const Tensor& ln_ih_w,
                                   const Tensor& ln_ih_b, const c10::optional<Tensor>& b_ih,
-                                  const c10::optional<Tensor>& b_hh, const Tensor& w_hh, const Tensor& ln_hh_w, const Tensor& ln_hh_b,
+                                  const c10::optional<Tensor>& b_hh, const Tensor& w_hh, const Tensor& ln_hh_w,
+                                  const Tensor& ln_hh_b,
                                   const Tensor& ln_c_w, const Tensor& ln_c_b, const c10::optional<Tensor>& w_ph,
                                   const Tensor& h0, const Tensor& c0, bool coupled) {
   return LstmLnLayer::apply(x, w_ih, ln_ih_w, ln_ih_b, b_ih, b_hh, w_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, w_ph, h0, c0,
