@@ -86,10 +86,11 @@ def test_gru_rnn_recurrent_dropout_match_reference(cls):
 
 
 @pytest.mark.parametrize("kw", [{}, {"recurrent_dropout": 0.3}])
-def test_two_thread_gru_matches_reference(kw):
+def test_two_thread_gru_matches_reference(kw, monkeypatch):
     """GRU large enough for the batch split between two threads (uneven rows, lengths, masked tail units)."""
     old = torch.get_num_threads()
     torch.set_num_threads(2)
+    monkeypatch.setenv("LSTMKIT_THREADS", "2")  # the two-thread paths, whatever the team's barrier costs now
     try:
         ref, nat = _pair(lnn.GRU, 8, 40, **kw)
         _assert_match(ref, nat, torch.randn(7, 9, 8), torch.tensor([7, 3, 1, 7, 5, 2, 6, 4, 7]),
@@ -100,10 +101,11 @@ def test_two_thread_gru_matches_reference(kw):
 
 @pytest.mark.parametrize("kw", [{}, {"coupled": True, "peephole": True}, {"zoneout": 0.3},
                                 {"layer_norm": True, "peephole": True, "zoneout": 0.2, "recurrent_dropout": 0.2}])
-def test_two_thread_team_matches_reference(kw):
+def test_two_thread_team_matches_reference(kw, monkeypatch):
     """Shapes large enough for the two-thread fused loop (H split across threads, a barrier per step)."""
     old = torch.get_num_threads()
     torch.set_num_threads(2)
+    monkeypatch.setenv("LSTMKIT_THREADS", "2")  # the two-thread paths, whatever the team's barrier costs now
     try:
         ref, nat = _pair(lnn.LSTM, 8, 40, **kw)  # 3 unit blocks: uneven split, masked tail block
         _assert_match(ref, nat, torch.randn(7, 9, 8), torch.tensor([7, 3, 1, 7, 5, 2, 6, 4, 7]),
@@ -222,10 +224,11 @@ def test_bfloat16_at_least_as_accurate_as_reference(cls, kw, H=16):
 
 
 @pytest.mark.parametrize("kw", [{}, {"coupled": True, "peephole": True}])
-def test_bfloat16_two_threads(kw):
+def test_bfloat16_two_threads(kw, monkeypatch):
     """The bf16 fused loop on two threads (uneven unit split, odd pair padding) keeps the same accuracy."""
     old = torch.get_num_threads()
     torch.set_num_threads(2)
+    monkeypatch.setenv("LSTMKIT_THREADS", "2")  # the two-thread paths, whatever the team's barrier costs now
     try:
         test_bfloat16_at_least_as_accurate_as_reference(lnn.LSTM, kw, H=41)
     finally:
@@ -249,11 +252,12 @@ def test_saturated_gates_stay_finite_and_match(scale):
 @pytest.mark.parametrize("kw", [{}, {"peephole": True}, {"coupled": True}, {"proj_size": 3}, {"bias": False},
                                 {"num_layers": 2, "bidirectional": True}])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_inference_path_matches_reference(kw, threads):
+def test_inference_path_matches_reference(kw, threads, monkeypatch):
     """Under inference_mode the engine takes its inference entry (biases added in the kernel, nothing saved for
     backward): outputs and states must still equal the reference's, with and without lengths."""
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
+    monkeypatch.setenv("LSTMKIT_THREADS", str(threads))
     try:
         ref, nat = _pair(lnn.LSTM, 8, 40, **kw)
         x = torch.randn(7, 9, 8)

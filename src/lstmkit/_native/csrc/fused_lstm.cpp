@@ -25,7 +25,8 @@ static bool use_two_threads(int64_t B, int64_t GH, int64_t K, int64_t U) {
   const int forced = forced_threads();
   if (forced == 1 || U < 2 || at::get_num_threads() < 2 || at::in_parallel_region()) return false;
   if (forced >= 2) return true;
-  return B * GH * K >= 12288;  // below this a step is a few hundred ns: the barrier would cost as much
+  // below 12288 multiply-adds a step is a few hundred ns: the barrier would cost as much; above, ask the team
+  return B * GH * K >= 12288 && team_pays(B * GH * K);
 }
 
 // (U, K, G*UB): panel u holds, for k = 0..K-1, the G gate rows of units u*UB .. u*UB+15 (zero past H).

@@ -191,7 +191,26 @@ static inline void packed_block(int64_t K, const float* A, int64_t lda, const fl
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < 4; ++q) acc[r][q] = _mm512_maskz_loadu_ps(mk[q], C + r * ldc + 16 * q);
   const int64_t ps = K * 16;  // panel stride
-  for (int64_t k = 0; k < K; ++k) {
+  int64_t k = 0;
+  if (R <= 2) {
+    // one or two rows (streaming steps, small batches): 4*R accumulator chains cannot hide the FMA latency,
+    // so odd k go to a second set
+    __m512 acc2[R][4];
+    for (int r = 0; r < R; ++r)
+      for (int q = 0; q < 4; ++q) acc2[r][q] = _mm512_setzero_ps();
+    for (; k + 2 <= K; k += 2) {
+      for (int r = 0; r < R; ++r) {
+        const __m512 a = _mm512_set1_ps(A[r * lda + k]), a2 = _mm512_set1_ps(A[r * lda + k + 1]);
+        for (int q = 0; q < 4; ++q) {
+          acc[r][q] = _mm512_fmadd_ps(a, _mm512_loadu_ps(Bp + q * ps + k * 16), acc[r][q]);
+          acc2[r][q] = _mm512_fmadd_ps(a2, _mm512_loadu_ps(Bp + q * ps + (k + 1) * 16), acc2[r][q]);
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int q = 0; q < 4; ++q) acc[r][q] = _mm512_add_ps(acc[r][q], acc2[r][q]);
+  }
+  for (; k < K; ++k) {
     const __m512 b0 = _mm512_loadu_ps(Bp + k * 16), b1 = _mm512_loadu_ps(Bp + ps + k * 16);
     const __m512 b2 = _mm512_loadu_ps(Bp + 2 * ps + k * 16), b3 = _mm512_loadu_ps(Bp + 3 * ps + k * 16);
     for (int r = 0; r < R; ++r) {

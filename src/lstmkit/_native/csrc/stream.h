@@ -58,6 +58,7 @@ class LSTMStream {
       layers_.push_back(L);
       // two threads split the hidden units when a layer's step is large enough to pay for two barriers
       if (!L.w_hr_t.defined() && L.H >= 32 && (L.D + L.P) * L.G * L.H * B_ >= (1 << 17)) two_threads_ = true;
+      step_macs_ += (L.D + L.P) * L.G * L.H * B_;
       if (L.w_hr_t.defined()) has_proj_ = true;
     }
     if (has_proj_) two_threads_ = false;
@@ -69,7 +70,7 @@ class LSTMStream {
     TORCH_CHECK(x.dim() == 2 && x.size(0) == B_ && x.size(1) == layers_[0].D, "lstmkit: stream.step expects x of "
                 "shape (", B_, ", ", layers_[0].D, "), got ", x.sizes());
     const float* xp = x.data_ptr<float>();
-    if (two_threads_ && at::get_num_threads() >= 2) {
+    if (two_threads_ && at::get_num_threads() >= 2 && team_pays(step_macs_)) {
       Barrier2 bar;
       std::function<void(int)> job = [&](int tid) { run_layers(xp, tid, 2, &bar); };
       if (!Team2::run(job)) run_layers(xp, 0, 1, nullptr);
@@ -178,6 +179,7 @@ class LSTMStream {
   int64_t B_;
   int cur_ = 0;  // which of each layer's two h buffers holds the current state
   bool two_threads_ = false, has_proj_ = false;
+  int64_t step_macs_ = 0;  // multiply-adds of one step over all layers
   std::vector<StreamLayer> layers_;
 };
 

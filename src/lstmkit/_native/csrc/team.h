@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <functional>
 #if defined(_OPENMP)
@@ -64,6 +65,34 @@ struct Team2 {
   }
 };
 
+// Cost of one step of the two-thread team (a barrier round trip), re-measured at most once a second: on a VM the
+// two vCPUs may share a cache or sit far apart, and that changes while a process runs (here a barrier took
+// about 0.2 us at some times and over 1 us at others). Measuring takes 64 barriers.
+inline double team_barrier_ns() {
+  using clock = std::chrono::steady_clock;
+  static std::atomic<int64_t> cost{-1}, stamp{0};
+  const int64_t now = clock::now().time_since_epoch().count();
+  if (cost.load() < 0 || now - stamp.load() > 1000000000LL) {
+    stamp.store(now);
+    constexpr int kRounds = 64;
+    Barrier2 bar;
+    std::function<void(int)> job = [&](int) { for (int i = 0; i < kRounds; ++i) bar.wait(); };
+    const auto t0 = clock::now();
+    const bool ran = Team2::run(job);
+    const double ns = std::chrono::duration<double, std::nano>(clock::now() - t0).count() / kRounds;
+    cost.store(ran ? (int64_t)ns : (int64_t)1e9);
+  }
+  return (double)cost.load();
+}
+
+// Whether splitting a recurrence step of ``macs`` multiply-adds between the two threads (one barrier per step)
+// beats one thread: a small step runs at about 15 multiply-adds per ns on one core, and halving it must save
+// more than the barrier costs (with a margin of 1.5).
+inline bool team_pays(int64_t macs) {
+  const double one_thread_ns = (double)macs / 15.0;
+  return team_barrier_ns() * 3.0 < one_thread_ns;
+}
+
 }  // namespace lstmkit
 
 #include <ATen/Parallel.h>
@@ -72,12 +101,10 @@ struct Team2 {
 namespace lstmkit {
 
 // LSTMKIT_THREADS: 1 forces one thread, 2 forces two (when the runtime grants them), unset lets size decide.
+// Read at every kernel call (a getenv is a few hundred ns), so a process or a test may change it.
 inline int forced_threads() {
-  static const int forced = [] {
-    const char* e = std::getenv("LSTMKIT_THREADS");
-    return e ? std::atoi(e) : 0;
-  }();
-  return forced;
+  const char* e = std::getenv("LSTMKIT_THREADS");
+  return e ? std::atoi(e) : 0;
 }
 
 // Run body(b0, b1, split) on the batch rows [0, B): split between the two threads of the team when each half has
