@@ -1,6 +1,5 @@
 """Fixtures for the core-layer tests: reference backend by default, a `backend` fixture over the available backends."""
 import pytest
-import torch
 
 from lstmkit import backend as lk_backend
 
@@ -12,15 +11,6 @@ def _reference_backend(monkeypatch):
     """Force the reference backend (LSTMKIT_BACKEND overrides every module's backend=) unless a test resets it."""
     monkeypatch.setenv(lk_backend.ENV_VAR, "reference")
     yield
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: one intra-op thread is fastest and avoids OpenMP spin on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -15,6 +15,13 @@ pytestmark = pytest.mark.skipif(not backend.native_available(), reason=f"native 
 TOL = {torch.float32: dict(atol=2e-5, rtol=1e-4), "ln": dict(atol=1e-4, rtol=1e-4)}
 
 
+def _use_threads(n: int, monkeypatch) -> None:
+    """n intra-op threads (tests/conftest.py restores one after the test) and the engine's n-thread paths forced,
+    whatever the two-thread team's barrier costs at the moment."""
+    torch.set_num_threads(n)
+    monkeypatch.setenv("LSTMKIT_THREADS", str(n))
+
+
 def _pair(cls, D, H, **kw):
     torch.manual_seed(0)
     ref = cls(D, H, backend="reference", **kw)
@@ -88,30 +95,20 @@ def test_gru_rnn_recurrent_dropout_match_reference(cls):
 @pytest.mark.parametrize("kw", [{}, {"recurrent_dropout": 0.3}])
 def test_two_thread_gru_matches_reference(kw, monkeypatch):
     """GRU large enough for the batch split between two threads (uneven rows, lengths, masked tail units)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    monkeypatch.setenv("LSTMKIT_THREADS", "2")  # the two-thread paths, whatever the team's barrier costs now
-    try:
-        ref, nat = _pair(lnn.GRU, 8, 40, **kw)
-        _assert_match(ref, nat, torch.randn(7, 9, 8), torch.tensor([7, 3, 1, 7, 5, 2, 6, 4, 7]),
-                      train=bool(kw))
-    finally:
-        torch.set_num_threads(old)
+    _use_threads(2, monkeypatch)
+    ref, nat = _pair(lnn.GRU, 8, 40, **kw)
+    _assert_match(ref, nat, torch.randn(7, 9, 8), torch.tensor([7, 3, 1, 7, 5, 2, 6, 4, 7]),
+                  train=bool(kw))
 
 
 @pytest.mark.parametrize("kw", [{}, {"coupled": True, "peephole": True}, {"zoneout": 0.3},
                                 {"layer_norm": True, "peephole": True, "zoneout": 0.2, "recurrent_dropout": 0.2}])
 def test_two_thread_team_matches_reference(kw, monkeypatch):
     """Shapes large enough for the two-thread fused loop (H split across threads, a barrier per step)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    monkeypatch.setenv("LSTMKIT_THREADS", "2")  # the two-thread paths, whatever the team's barrier costs now
-    try:
-        ref, nat = _pair(lnn.LSTM, 8, 40, **kw)  # 3 unit blocks: uneven split, masked tail block
-        _assert_match(ref, nat, torch.randn(7, 9, 8), torch.tensor([7, 3, 1, 7, 5, 2, 6, 4, 7]),
-                      train=bool(kw.get("zoneout")))  # layer norm: batch split by balanced lengths
-    finally:
-        torch.set_num_threads(old)
+    _use_threads(2, monkeypatch)
+    ref, nat = _pair(lnn.LSTM, 8, 40, **kw)  # 3 unit blocks: uneven split, masked tail block
+    _assert_match(ref, nat, torch.randn(7, 9, 8), torch.tensor([7, 3, 1, 7, 5, 2, 6, 4, 7]),
+                  train=bool(kw.get("zoneout")))  # layer norm: batch split by balanced lengths
 
 
 def test_gemm_paths_agree(monkeypatch):
@@ -226,13 +223,8 @@ def test_bfloat16_at_least_as_accurate_as_reference(cls, kw, H=16):
 @pytest.mark.parametrize("kw", [{}, {"coupled": True, "peephole": True}])
 def test_bfloat16_two_threads(kw, monkeypatch):
     """The bf16 fused loop on two threads (uneven unit split, odd pair padding) keeps the same accuracy."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    monkeypatch.setenv("LSTMKIT_THREADS", "2")  # the two-thread paths, whatever the team's barrier costs now
-    try:
-        test_bfloat16_at_least_as_accurate_as_reference(lnn.LSTM, kw, H=41)
-    finally:
-        torch.set_num_threads(old)
+    _use_threads(2, monkeypatch)
+    test_bfloat16_at_least_as_accurate_as_reference(lnn.LSTM, kw, H=41)
 
 
 @pytest.mark.parametrize("scale", [50.0, 1e4])
@@ -255,19 +247,14 @@ def test_saturated_gates_stay_finite_and_match(scale):
 def test_inference_path_matches_reference(kw, threads, monkeypatch):
     """Under inference_mode the engine takes its inference entry (biases added in the kernel, nothing saved for
     backward): outputs and states must still equal the reference's, with and without lengths."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    monkeypatch.setenv("LSTMKIT_THREADS", str(threads))
-    try:
-        ref, nat = _pair(lnn.LSTM, 8, 40, **kw)
-        x = torch.randn(7, 9, 8)
-        for lengths in (None, torch.tensor([7, 3, 1, 7, 5, 2, 6, 4, 7])):
-            with torch.inference_mode():
-                (ya, (ha, ca)), (yb, (hb, cb)) = ref(x, lengths=lengths), nat(x, lengths=lengths)
-            for name, u, v in (("output", ya, yb), ("h_n", ha, hb), ("c_n", ca, cb)):
-                torch.testing.assert_close(v, u, **TOL[torch.float32], msg=lambda s: f"{name}: {s}")
-    finally:
-        torch.set_num_threads(old)
+    _use_threads(threads, monkeypatch)
+    ref, nat = _pair(lnn.LSTM, 8, 40, **kw)
+    x = torch.randn(7, 9, 8)
+    for lengths in (None, torch.tensor([7, 3, 1, 7, 5, 2, 6, 4, 7])):
+        with torch.inference_mode():
+            (ya, (ha, ca)), (yb, (hb, cb)) = ref(x, lengths=lengths), nat(x, lengths=lengths)
+        for name, u, v in (("output", ya, yb), ("h_n", ha, hb), ("c_n", ca, cb)):
+            torch.testing.assert_close(v, u, **TOL[torch.float32], msg=lambda s: f"{name}: {s}")
 
 
 def test_memory_pool_reuses_and_releases():

@@ -75,12 +75,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_fwd(
       const int64_t be = std::max(b0, std::min(b1, bs[t])), nb = be - b0;  // active rows [b0, be)
       float* ghp = gh.data_ptr<float>();
       for (int64_t b = b0; b < be; ++b) std::memcpy(ghp + b * H3, bh, sizeof(float) * H3);
-      const float* hin = hp + b0 * H;
-      if (rdp) {
-        float* hmp = hm.data_ptr<float>();
-        for (int64_t k = b0 * H; k < be * H; ++k) hmp[k] = hp[k] * rdp[k];
-        hin = hmp + b0 * H;
-      }
+      const float* hin = dropped_state(hp + b0 * H, rdp ? rdp + b0 * H : nullptr,
+                                       rdp ? hm.data_ptr<float>() + b0 * H : nullptr, nb * H);
       gemm_packed_cols(nb, H, hin, H, w_pk.data_ptr<float>(), ghp + b0 * H3, H3, 0, H3);  // (nb, 3H)
       const float* gx_t = gx.data_ptr<float>() + t * B * H3;
       float* G_t = gates.data_ptr<float>() + t * B * H3;
@@ -198,12 +194,7 @@ std::tuple<Tensor, Tensor, Tensor> rnn_fwd(
   for (int64_t t = 0; t < T; ++t) {
     const int64_t bt = bs[t];
     float* a = act.data_ptr<float>() + t * B * H;
-    const float* hin = hp;
-    if (rdp) {
-      float* hmp = hm.data_ptr<float>();
-      for (int64_t k = 0; k < bt * H; ++k) hmp[k] = hp[k] * rdp[k];
-      hin = hmp;
-    }
+    const float* hin = dropped_state(hp, rdp, rdp ? hm.data_ptr<float>() : nullptr, bt * H);
     gemm_acc(bt, H, H, hin, H, w_hh_tc.data_ptr<float>(), H, a, H, w_hh_t);
     for (int64_t b = 0; b < bt; ++b) {
       const float* kh = zhp ? zhp + (t * B + b) * H : zero;

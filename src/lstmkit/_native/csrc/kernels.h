@@ -283,6 +283,13 @@ struct LstmOptions {
   }
 };
 
+// h_{t-1} as the recurrent GEMM reads it: h itself, or h * mask (recurrent dropout) written to buf; n values.
+static inline const float* dropped_state(const float* h, const float* mask, float* buf, int64_t n) {
+  if (!mask) return h;
+  for (int64_t k = 0; k < n; ++k) buf[k] = h[k] * mask[k];
+  return buf;
+}
+
 // Rows active at each step (the batch sorted longest first): batch_sizes, or B at every step when absent.
 static inline std::vector<int64_t> rows_per_step(const c10::optional<at::Tensor>& batch_sizes, int64_t T, int64_t B) {
   std::vector<int64_t> bs(T, B);

@@ -92,11 +92,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
       float* ghp = gh_p + b0 * GH;
       std::memset(ghp, 0, sizeof(float) * nb * GH);
       const float* hin = hp + b0 * H;
-      if (rdp) {
-        float* hmp = hm_p + b0 * H;
-        for (int64_t k = 0; k < nb * H; ++k) hmp[k] = hin[k] * rdp[b0 * H + k];
-        hin = hmp;
-      }
+      hin = dropped_state(hin, rdp ? rdp + b0 * H : nullptr, hm_p + b0 * H, nb * H);
       gemm_packed_cols(nb, H, hin, H, w_pk.data_ptr<float>(), ghp, GH, 0, GH);
       for (int64_t b = b0; b < be; ++b) {
         const int64_t row = t * B + b;

@@ -68,12 +68,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_impl
   for (int64_t t = 0; t < T; ++t) {
     const int64_t bt = bs[t];
     float* G_t = gates.data_ptr<float>() + t * B * GH;
-    const float* hin = hp;
-    if (rdp) {
-      float* hmp = hm.data_ptr<float>();
-      for (int64_t k = 0; k < bt * P; ++k) hmp[k] = hp[k] * rdp[k];
-      hin = hmp;
-    }
+    const float* hin = dropped_state(hp, rdp, rdp ? hm.data_ptr<float>() : nullptr, bt * P);
     gemm_acc(bt, GH, P, hin, P, w_hh_tc.data_ptr<float>(), GH, G_t, GH, w_hh_t);
     float* cn_t = cn.data_ptr<float>() + t * B * H;
     float* m_t = proj ? m.data_ptr<float>() + t * B * H : nullptr;
