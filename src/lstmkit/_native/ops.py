@@ -381,13 +381,6 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
         # one C++ call and one autograd node (csrc/layer.cpp); in inference the kernel adds the biases
         layer = _C.lstm_layer if needs_grad else _C.lstm_layer_infer
         y, h, c = layer(x, w.w_ih, w.w_hh, w.b_ih, w.b_hh, w.w_ph, batch_sizes, h0, c0, spec.coupled)
-    elif spec.mode == "lstm" and not needs_grad and not low:
-        # inference: the kernel adds the biases in its gate pass, so the projection is a plain product (no
-        # broadcast of the bias over all T*B rows before the GEMM)
-        bias = None if w.b_ih is None else w.b_ih + w.b_hh
-        gx = _project(x, w.w_ih, None)  # (T, B, G*H)
-        y, h, c, *_ = _C.lstm_fwd_infer(gx, h0, c0, _opt(w.w_hh), _opt(w.w_hr), _opt(w.w_ph), batch_sizes,
-                                        rd_mask, zo_h, zo_c, spec.coupled, bias)
     elif spec.mode == "lstm":
         bias = None if w.b_ih is None else w.b_ih + w.b_hh
         gx = f32(_project(x, w.w_ih, bias))  # (T, B, G*H): one GEMM over all T*B rows

@@ -13,7 +13,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd(
     const OT&, const OT&, bool);
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_infer(
     const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&, const OT&, const OT&,
-    const OT&, const OT&, bool, const OT&);
+    const OT&, const OT&, bool);
 std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd(
     const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
     const Tensor&, const OT&, const OT&, const OT&, const OT&, const OT&, const OT&, bool);
@@ -87,10 +87,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
       .def("set_state", &lstmkit::LSTMStream::set_state);
   // direct entry points (the layers' autograd Functions and inference): skip the dispatcher and the Python autograd wrapper
   mod.def("lstm_fwd", &lstmkit::lstm_fwd);
-  mod.def("lstm_fwd_infer", &lstmkit::lstm_fwd_infer, "", pybind11::arg("gx"), pybind11::arg("h0"),
-          pybind11::arg("c0"), pybind11::arg("w_hh"), pybind11::arg("w_hr"), pybind11::arg("w_ph"),
-          pybind11::arg("batch_sizes"), pybind11::arg("rd_mask"), pybind11::arg("zo_h"), pybind11::arg("zo_c"),
-          pybind11::arg("coupled"), pybind11::arg("bias") = pybind11::none());
+  mod.def("lstm_fwd_infer", &lstmkit::lstm_fwd_infer);
   mod.def("lstm_ln_fwd", &lstmkit::lstm_ln_fwd);
   mod.def("gru_fwd", &lstmkit::gru_fwd);
   mod.def("rnn_fwd", &lstmkit::rnn_fwd);

@@ -24,15 +24,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_impl
     bool save, const Tensor& gx_in, const Tensor& h0_in, const Tensor& c0_in, const Tensor& w_hh_in,
     const c10::optional<Tensor>& w_hr_in, const c10::optional<Tensor>& w_ph_in,
     const c10::optional<Tensor>& batch_sizes, const c10::optional<Tensor>& rd_mask_in,
-    const c10::optional<Tensor>& zo_h_in, const c10::optional<Tensor>& zo_c_in, bool coupled,
-    const c10::optional<Tensor>& bias_in) {
+    const c10::optional<Tensor>& zo_h_in, const c10::optional<Tensor>& zo_c_in, bool coupled) {
   FlushDenormals ftz;
   TORCH_CHECK(gx_in.dim() == 3 && gx_in.scalar_type() == at::kFloat, "lstmkit: gx must be (T, B, G*H) float32");
-  // bias_in: (G*H) not yet in gx (inference); the fused loop adds it in its gate pass, the other path here
-  const Tensor bias = (bias_in.has_value() && bias_in->defined()) ? bias_in->to(at::kFloat).contiguous() : Tensor();
-  const bool fused_case = !(w_hr_in.has_value() && w_hr_in->defined() && w_hr_in->numel() > 0) &&
-                          !(rd_mask_in.has_value() && rd_mask_in->defined());
-  const Tensor gx = (bias.defined() && !fused_case) ? (gx_in + bias).contiguous() : gx_in.contiguous();
+  const Tensor gx = gx_in.contiguous();
   const int64_t T = gx.size(0), B = gx.size(1), GH = gx.size(2);
   const int64_t H = c0_in.size(1), P = h0_in.size(1);
   const int G = coupled ? 3 : 4;
@@ -52,7 +47,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_impl
   // without projection or recurrent dropout the fused, panel-packed loop (fused_lstm.cpp) runs
   if (!proj && !rdp)
     return lstm_fwd_fused(gx, h0_in, c0_in, w_hh, p_i, p_f, p_o, zhp, zcp, rows_per_step(batch_sizes, T, B), coupled,
-                          save, bias.defined() ? bias.data_ptr<float>() : nullptr);
+                          save, nullptr);
 
   Tensor y = pool_empty({T, B, P}, opts);
   Tensor gates = gx.clone();                                   // pre-activations, overwritten by activations
@@ -144,17 +139,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd(
     const Tensor& gx, const Tensor& h0, const Tensor& c0, const Tensor& w_hh, const c10::optional<Tensor>& w_hr,
     const c10::optional<Tensor>& w_ph, const c10::optional<Tensor>& batch_sizes, const c10::optional<Tensor>& rd_mask,
     const c10::optional<Tensor>& zo_h, const c10::optional<Tensor>& zo_c, bool coupled) {
-  return lstm_fwd_impl(true, gx, h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled, c10::nullopt);
+  return lstm_fwd_impl(true, gx, h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled);
 }
 
-// Inference: as lstm_fwd, but what only backward reads (gates, cells per step) is not kept; ``bias`` (G*H), when
-// given, is added here (the caller's input projection then skips that pass over all T*B*G*H values).
+// Inference: as lstm_fwd, but what only backward reads (gates, cells per step) is not kept.
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_infer(
     const Tensor& gx, const Tensor& h0, const Tensor& c0, const Tensor& w_hh, const c10::optional<Tensor>& w_hr,
     const c10::optional<Tensor>& w_ph, const c10::optional<Tensor>& batch_sizes, const c10::optional<Tensor>& rd_mask,
-    const c10::optional<Tensor>& zo_h, const c10::optional<Tensor>& zo_c, bool coupled,
-    const c10::optional<Tensor>& bias) {
-  return lstm_fwd_impl(false, gx, h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled, bias);
+    const c10::optional<Tensor>& zo_h, const c10::optional<Tensor>& zo_c, bool coupled) {
+  return lstm_fwd_impl(false, gx, h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled);
 }
 
 // Backward. Returns dG (T,B,G*H) = dLoss/d(pre-activations) (also dLoss/dgx), dh0, dc0 and dhn (T,B,P), the
