@@ -184,50 +184,66 @@ static inline at::Tensor pack_cols16(const at::Tensor& w_in) {
 }
 
 #if defined(__AVX512F__)
-template <int R>
+// C[R, NQ*16] += A[R, K] Bp[K, NQ*16] for NQ consecutive 16-column panels of Bp (panel stride K*16); the last
+// panel's columns are masked by mk. NQ < 4 when a thread owns fewer than 64 columns: the absent panels cost nothing.
+template <int R, int NQ>
 static inline void packed_block(int64_t K, const float* A, int64_t lda, const float* Bp, const __mmask16* mk,
                                 float* C, int64_t ldc) {
-  __m512 acc[R][4];
+  __m512 acc[R][NQ];
   for (int r = 0; r < R; ++r)
-    for (int q = 0; q < 4; ++q) acc[r][q] = _mm512_maskz_loadu_ps(mk[q], C + r * ldc + 16 * q);
+    for (int q = 0; q < NQ; ++q) acc[r][q] = _mm512_maskz_loadu_ps(mk[q], C + r * ldc + 16 * q);
   const int64_t ps = K * 16;  // panel stride
   int64_t k = 0;
-  if (R <= 2) {
-    // one or two rows (streaming steps, small batches): 4*R accumulator chains cannot hide the FMA latency,
-    // so odd k go to a second set
-    __m512 acc2[R][4];
+  if (R * NQ <= 8) {
+    // few accumulators (one or two rows, or a narrow block): they cannot hide the FMA latency, so odd k go to a
+    // second set
+    __m512 acc2[R][NQ];
     for (int r = 0; r < R; ++r)
-      for (int q = 0; q < 4; ++q) acc2[r][q] = _mm512_setzero_ps();
+      for (int q = 0; q < NQ; ++q) acc2[r][q] = _mm512_setzero_ps();
     for (; k + 2 <= K; k += 2) {
       for (int r = 0; r < R; ++r) {
         const __m512 a = _mm512_set1_ps(A[r * lda + k]), a2 = _mm512_set1_ps(A[r * lda + k + 1]);
-        for (int q = 0; q < 4; ++q) {
+        for (int q = 0; q < NQ; ++q) {
           acc[r][q] = _mm512_fmadd_ps(a, _mm512_loadu_ps(Bp + q * ps + k * 16), acc[r][q]);
           acc2[r][q] = _mm512_fmadd_ps(a2, _mm512_loadu_ps(Bp + q * ps + (k + 1) * 16), acc2[r][q]);
         }
       }
     }
     for (int r = 0; r < R; ++r)
-      for (int q = 0; q < 4; ++q) acc[r][q] = _mm512_add_ps(acc[r][q], acc2[r][q]);
+      for (int q = 0; q < NQ; ++q) acc[r][q] = _mm512_add_ps(acc[r][q], acc2[r][q]);
   }
   for (; k < K; ++k) {
-    const __m512 b0 = _mm512_loadu_ps(Bp + k * 16), b1 = _mm512_loadu_ps(Bp + ps + k * 16);
-    const __m512 b2 = _mm512_loadu_ps(Bp + 2 * ps + k * 16), b3 = _mm512_loadu_ps(Bp + 3 * ps + k * 16);
+    __m512 b[NQ];
+    for (int q = 0; q < NQ; ++q) b[q] = _mm512_loadu_ps(Bp + q * ps + k * 16);
     for (int r = 0; r < R; ++r) {
       const __m512 a = _mm512_set1_ps(A[r * lda + k]);
-      acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
-      acc[r][2] = _mm512_fmadd_ps(a, b2, acc[r][2]);
-      acc[r][3] = _mm512_fmadd_ps(a, b3, acc[r][3]);
+      for (int q = 0; q < NQ; ++q) acc[r][q] = _mm512_fmadd_ps(a, b[q], acc[r][q]);
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int q = 0; q < 4; ++q) _mm512_mask_storeu_ps(C + r * ldc + 16 * q, mk[q], acc[r][q]);
+    for (int q = 0; q < NQ; ++q) _mm512_mask_storeu_ps(C + r * ldc + 16 * q, mk[q], acc[r][q]);
+}
+
+// All M rows of one block of NQ panels: 6-row register blocks, then the remainder.
+template <int NQ>
+static inline void packed_rows(int64_t M, int64_t K, const float* A, int64_t lda, const float* panel,
+                               const __mmask16* mk, float* C, int64_t ldc) {
+  int64_t m = 0;
+  for (; m + 6 <= M; m += 6) packed_block<6, NQ>(K, A + m * lda, lda, panel, mk, C + m * ldc, ldc);
+  switch (M - m) {
+    case 5: packed_block<5, NQ>(K, A + m * lda, lda, panel, mk, C + m * ldc, ldc); break;
+    case 4: packed_block<4, NQ>(K, A + m * lda, lda, panel, mk, C + m * ldc, ldc); break;
+    case 3: packed_block<3, NQ>(K, A + m * lda, lda, panel, mk, C + m * ldc, ldc); break;
+    case 2: packed_block<2, NQ>(K, A + m * lda, lda, panel, mk, C + m * ldc, ldc); break;
+    case 1: packed_block<1, NQ>(K, A + m * lda, lda, panel, mk, C + m * ldc, ldc); break;
+    default: break;
+  }
 }
 #endif
 
-// C(M, [n0, n1)) += A(M, K) W(K, :) with W from pack_cols16; n0 a multiple of 16. 6-row register blocks,
-// panel-outer so each 64-column block of W streams once per call through all row blocks.
+// C(M, [n0, n1)) += A(M, K) W(K, :) with W from pack_cols16; n0 a multiple of 16. Panel-outer, so each 64-column
+// block of W streams once per call through all row blocks; a block narrower than 64 columns (the last one, or a
+// thread's share of a small layer) runs only its panels.
 static inline void gemm_packed_cols(int64_t M, int64_t K, const float* A, int64_t lda, const float* Bp, float* C,
                                     int64_t ldc, int64_t n0, int64_t n1) {
 #if defined(__AVX512F__)
@@ -238,15 +254,11 @@ static inline void gemm_packed_cols(int64_t M, int64_t K, const float* A, int64_
       mk[q] = l >= 16 ? (__mmask16)0xFFFF : (l <= 0 ? (__mmask16)0 : (__mmask16)((1u << l) - 1));
     }
     const float* panel = Bp + (n / 16) * K * 16;
-    int64_t m = 0;
-    for (; m + 6 <= M; m += 6) packed_block<6>(K, A + m * lda, lda, panel, mk, C + m * ldc + n, ldc);
-    switch (M - m) {
-      case 5: packed_block<5>(K, A + m * lda, lda, panel, mk, C + m * ldc + n, ldc); break;
-      case 4: packed_block<4>(K, A + m * lda, lda, panel, mk, C + m * ldc + n, ldc); break;
-      case 3: packed_block<3>(K, A + m * lda, lda, panel, mk, C + m * ldc + n, ldc); break;
-      case 2: packed_block<2>(K, A + m * lda, lda, panel, mk, C + m * ldc + n, ldc); break;
-      case 1: packed_block<1>(K, A + m * lda, lda, panel, mk, C + m * ldc + n, ldc); break;
-      default: break;
+    switch (std::min<int64_t>(4, (n1 - n + 15) / 16)) {
+      case 4: packed_rows<4>(M, K, A, lda, panel, mk, C + n, ldc); break;
+      case 3: packed_rows<3>(M, K, A, lda, panel, mk, C + n, ldc); break;
+      case 2: packed_rows<2>(M, K, A, lda, panel, mk, C + n, ldc); break;
+      default: packed_rows<1>(M, K, A, lda, panel, mk, C + n, ldc); break;
     }
   }
 #else
