@@ -55,6 +55,7 @@ def _assert_match(ref, nat, x, lengths=None, train=False):
 
 LSTM_OPTIONS = [{}, {"peephole": True}, {"coupled": True}, {"coupled": True, "peephole": True},
                 {"layer_norm": True}, {"layer_norm": True, "coupled": True, "peephole": True},
+                {"layer_norm": True, "bias": False},
                 {"proj_size": 3}, {"proj_size": 3, "peephole": True}, {"bias": False},
                 {"num_layers": 2, "bidirectional": True, "proj_size": 2, "peephole": True}]
 

@@ -170,16 +170,29 @@ static inline void gemm_acc(int M, int N, int K, const float* A, int lda, const 
 }
 
 // W (K, N) fp32 as 16-column panels, each K x 16 contiguous, zero past N and with 3 spare zero panels so a
-// 64-column block may always read 4 panels: (ceil(N/16) + 3, K, 16).
+// 64-column block may always read 4 panels: (ceil(N/16) + 3, K, 16). W may be a transposed view (W_hh^T): it is
+// read in place, a panel at a time, without a contiguous copy.
 static inline at::Tensor pack_cols16(const at::Tensor& w_in) {
-  const at::Tensor w = w_in.to(at::kFloat).contiguous();
-  const int64_t K = w.size(0), N = w.size(1), NB = (N + 15) / 16;
+  at::Tensor w = w_in.to(at::kFloat);
+  if (w.stride(1) != 1 && w.stride(0) != 1) w = w.contiguous();
+  const int64_t K = w.size(0), N = w.size(1), NB = (N + 15) / 16, sk = w.stride(0), sn = w.stride(1);
   at::Tensor bp = at::empty({NB + 3, K, 16}, w.options());
   float* dst = bp.data_ptr<float>();
-  std::memset(dst, 0, sizeof(float) * (NB + 3) * K * 16);
   const float* src = w.data_ptr<float>();
-  for (int64_t k = 0; k < K; ++k)
-    for (int64_t n = 0; n < N; ++n) dst[((n / 16) * K + k) * 16 + n % 16] = src[k * N + n];
+  std::memset(dst + NB * K * 16, 0, sizeof(float) * 3 * K * 16);
+  for (int64_t nb = 0; nb < NB; ++nb) {
+    const int64_t nl = std::min<int64_t>(16, N - nb * 16);
+    float* panel = dst + nb * K * 16;
+    if (nl < 16) std::memset(panel, 0, sizeof(float) * K * 16);
+    if (sn == 1) {  // rows of W are contiguous: 16 consecutive values per k
+      for (int64_t k = 0; k < K; ++k) std::memcpy(panel + k * 16, src + k * sk + nb * 16, sizeof(float) * nl);
+    } else {  // columns of W are contiguous (W = V^T): one column per lane, written with a 64-byte stride
+      for (int64_t l = 0; l < nl; ++l) {
+        const float* col = src + (nb * 16 + l) * sn;
+        for (int64_t k = 0; k < K; ++k) panel[k * 16 + l] = col[k];
+      }
+    }
+  }
   return bp;
 }
 

@@ -180,14 +180,16 @@ struct LstmLnLayer : public torch::autograd::Function<LstmLnLayer> {
     ctx->saved_data["has_b_ih"] = opt(b_ih).defined();
     ctx->saved_data["has_b_hh"] = opt(b_hh).defined();
     // LN_ih into pooled memory as well (a fresh (T*B, G*H) tensor per call would page-fault, see pool.h)
-    Tensor ln_out = pool_empty({T * B, GH}, x2.options()), mean = at::empty({T * B, 1}, x2.options());
-    Tensor rstd = at::empty({T * B, 1}, x2.options());
-    at::native_layer_norm_out(ln_out, mean, rstd, proj, {GH}, ln_ih_w, ln_b, 1e-5);
+    Tensor ln_out = pool_empty({T * B, GH}, x2.options()), mean = at::empty({T * B}, x2.options());
+    Tensor rstd = at::empty({T * B}, x2.options());
+    const Tensor ln_w = ln_ih_w.contiguous(), ln_bc = ln_b.contiguous();
+    ln_rows_fwd(T * B, GH, proj.data_ptr<float>(), ln_w.data_ptr<float>(), ln_bc.data_ptr<float>(),
+                ln_out.data_ptr<float>(), mean.data_ptr<float>(), rstd.data_ptr<float>());
     const Tensor gx = ln_out.view({T, B, GH});
     auto o = lstm_ln_fwd(gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ln_hh_w, ln_hh_b, ln_c_w, ln_c_b,
                          w_ph_in, c10::nullopt, c10::nullopt, c10::nullopt, c10::nullopt, coupled);
     const Tensor& y = std::get<0>(o);
-    ctx->save_for_backward({x2, w_ih, ln_ih_w, ln_b, proj, mean, rstd, w_hh, ln_hh_w, ln_c_w,
+    ctx->save_for_backward({x2, w_ih, ln_w, ln_bc, proj, mean, rstd, w_hh, ln_hh_w, ln_c_w,
                             ln_c_b, w_ph, h0, c0, y, std::get<3>(o), std::get<4>(o), std::get<5>(o), std::get<6>(o),
                             std::get<7>(o), std::get<8>(o), std::get<9>(o)});
     ctx->saved_data["coupled"] = coupled;
@@ -197,7 +199,7 @@ struct LstmLnLayer : public torch::autograd::Function<LstmLnLayer> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto s = ctx->get_saved_variables();
-    const Tensor &x2 = s[0], &w_ih = s[1], &ln_ih_w = s[2], &ln_b = s[3], &proj = s[4], &mean = s[5], &rstd = s[6];
+    const Tensor &x2 = s[0], &w_ih = s[1], &ln_ih_w = s[2], &proj = s[4], &mean = s[5], &rstd = s[6];
     const Tensor &w_hh = s[7], &ln_hh_w = s[8], &ln_c_w = s[9], &ln_c_b = s[10], &w_ph = s[11], &h0 = s[12];
     const Tensor &c0 = s[13], &y = s[14], &gates = s[15], &cn = s[16], &cs = s[17], &n_hh = s[18], &r_hh = s[19];
     const Tensor &n_c = s[20], &r_c = s[21];
@@ -211,16 +213,18 @@ struct LstmLnLayer : public torch::autograd::Function<LstmLnLayer> {
                          w_hh.contiguous(), n_hh, r_hh, n_c, r_c, ln_hh_w, ln_c_w, ln_c_b, ph, c10::nullopt,
                          c10::nullopt, c10::nullopt, c10::nullopt, coupled);
     const Tensor &dA = std::get<0>(b), &dGh = std::get<1>(b), &dcl = std::get<4>(b);
+    // one pass over dA: LN_ih's backward and every sum over rows of dA (the LN_ih and LN_hh gains and the one
+    // bias gradient: ln_ih_b, b_ih, b_hh and ln_hh_b all enter the pre-activations as plain sums)
+    const int64_t H = cn.size(2);
     Tensor d_proj = pool_empty({T * B, GH}, dA.options()), d_ln_ih_w = at::empty({GH}, dA.options());
-    Tensor d_ln_b = at::empty({GH}, dA.options());
-    at::native_layer_norm_backward_out(d_proj, d_ln_ih_w, d_ln_b, dA.view({T * B, GH}), proj, {GH}, mean, rstd,
-                                       ln_ih_w, ln_b, {true, true, true});
-    // the layer-norm gain gradients: sum over rows of dA * n (products into pooled scratch, not fresh pages)
-    auto sum_prod = [](const Tensor& a, const Tensor& b) {
-      Tensor t = pool_empty(a.sizes(), a.options());
-      at::mul_out(t, a, b);
-      return t.sum({0, 1});
-    };
+    Tensor d_ln_b = at::empty({GH}, dA.options()), d_ln_hh_w = at::empty({GH}, dA.options());
+    ln_rows_bwd(T * B, GH, dA.data_ptr<float>(), proj.data_ptr<float>(), mean.data_ptr<float>(),
+                rstd.data_ptr<float>(), ln_ih_w.data_ptr<float>(), d_proj.data_ptr<float>(),
+                d_ln_ih_w.data_ptr<float>(), d_ln_b.data_ptr<float>(), n_hh.data_ptr<float>(),
+                d_ln_hh_w.data_ptr<float>());
+    Tensor d_ln_c_w = at::empty({H}, dA.options()), d_ln_c_b = at::empty({H}, dA.options());
+    ln_rows_bwd(T * B, H, dcl.data_ptr<float>(), nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                d_ln_c_b.data_ptr<float>(), n_c.data_ptr<float>(), d_ln_c_w.data_ptr<float>());
     Tensor dx, d_w_ih, d_w_hh, d_w_ph;
     if (ctx->needs_input_grad(0)) dx = d_proj.mm(w_ih).view(ctx->saved_data["x_sizes"].toIntVector());
     if (ctx->needs_input_grad(1)) d_w_ih = d_proj.t().mm(x2);
@@ -229,8 +233,8 @@ struct LstmLnLayer : public torch::autograd::Function<LstmLnLayer> {
     // ln_ih_b, b_ih and b_hh enter as one sum: the same gradient, a tensor each
     const Tensor d_b_ih = ctx->saved_data["has_b_ih"].toBool() ? d_ln_b.clone() : Tensor();
     const Tensor d_b_hh = ctx->saved_data["has_b_hh"].toBool() ? d_ln_b.clone() : Tensor();
-    return {dx, d_w_ih, d_ln_ih_w, d_ln_b, d_b_ih, d_b_hh, d_w_hh, sum_prod(dA, n_hh), dA.sum({0, 1}),
-            sum_prod(dcl, n_c), dcl.sum({0, 1}), d_w_ph, std::get<2>(b), std::get<3>(b), Tensor()};
+    return {dx, d_w_ih, d_ln_ih_w, d_ln_b, d_b_ih, d_b_hh, d_w_hh, d_ln_hh_w, d_ln_b.clone(), d_ln_c_w, d_ln_c_b,
+            d_w_ph, std::get<2>(b), std::get<3>(b), Tensor()};
   }
 };
 
