@@ -102,6 +102,22 @@ def test_two_thread_gru_matches_reference(kw, monkeypatch):
                   train=bool(kw))
 
 
+@pytest.mark.parametrize("kw,dtype", [({}, torch.float32), ({"peephole": True}, torch.float32),
+                                      ({"layer_norm": True}, torch.float32), ({}, torch.bfloat16)])
+def test_loss_on_output_only(kw, dtype):
+    """h_n and c_n get no gradient (the usual ``out.sum()``): the layer node starts its backward from zeros."""
+    ref, nat = _pair(lnn.LSTM, 5, 7, **kw)
+    ref, nat = ref.to(dtype), nat.to(dtype)
+    grads = []
+    for m in (ref, nat):
+        x = torch.randn(6, 3, 5, generator=torch.Generator().manual_seed(3)).to(dtype).requires_grad_()
+        m(x)[0].float().sum().backward()
+        grads.append([x.grad] + [p.grad for p in m.parameters()])
+    tol = {"rtol": 5e-2, "atol": 5e-2} if dtype == torch.bfloat16 else TOL[torch.float32]
+    for u, v in zip(*grads):
+        torch.testing.assert_close(v, u, **tol)
+
+
 @pytest.mark.parametrize("kw", [{}, {"coupled": True, "peephole": True}, {"zoneout": 0.3},
                                 {"layer_norm": True, "peephole": True, "zoneout": 0.2, "recurrent_dropout": 0.2}])
 def test_two_thread_team_matches_reference(kw, monkeypatch):

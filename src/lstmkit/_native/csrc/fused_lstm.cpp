@@ -257,7 +257,7 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fused(
     const Tensor& gx, const Tensor& h0, const Tensor& c0, const Tensor& w_hh, const float* p_i, const float* p_f,
     const float* p_o, const float* zh, const float* zc, const std::vector<int64_t>& bs, bool coupled, bool save,
-    const float* bias) {
+    const float* bias, bool h0_before_y) {
   const int64_t T = gx.size(0), B = gx.size(1), H = c0.size(1);
   const int G = coupled ? 3 : 4;
   const int64_t U = (H + UB - 1) / UB;
@@ -280,7 +280,17 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fuse
   }
   // without backward (save = false) the gates and new cells of a step are scratch, overwritten each step
   const int64_t TS = save ? T : 1;
-  Tensor y = pool_empty({T, B, H}, opts), gates = pool_empty({TS, B, G * H}, opts), cn = pool_empty({TS, B, H}, opts);
+  // h0_before_y: y lives one step after a copy of h0 in one buffer, [h0, y_0 .. y_{T-1}], so that the weight
+  // gradient reads H_prev = [h0; y_0 .. y_{T-2}] as one (T*B, H) matrix (layer.cpp, recurrent_weight_grad)
+  Tensor y;
+  if (h0_before_y) {
+    Tensor yx = pool_empty({T + 1, B, H}, opts);
+    std::memcpy(yx.data_ptr<float>(), h0.contiguous().data_ptr<float>(), sizeof(float) * B * H);
+    y = yx.narrow(0, 1, T);
+  } else {
+    y = pool_empty({T, B, H}, opts);
+  }
+  Tensor gates = pool_empty({TS, B, G * H}, opts), cn = pool_empty({TS, B, H}, opts);
   Tensor cs = (zc && save) ? pool_empty({T, B, H}, opts) : at::empty({0}, opts);
   Tensor m = at::empty({0}, opts);
   Tensor c = c0.contiguous().clone();
@@ -325,6 +335,7 @@ struct BwdArgs {
   const float *dy, *gates, *cn, *csp, *c0, *p_i, *p_f, *p_o, *zh, *zc, *zero, *w_hh;  // w_hh: pack_cols16
   float *dG, *dh, *dc, *rec;
   const std::vector<int64_t>* bs;
+  float* db = nullptr;  // (G*H) bias gradient, summed over steps and rows in the gate pass (zero on entry)
   const uint16_t* Wb16 = nullptr;  // bf16 path: W_hh packed by pack_cols_bf16, dG_t as bf16 (two buffers)
   uint16_t* dG16 = nullptr;
   int64_t GHp = 0;
@@ -334,6 +345,7 @@ template <int G>
 static void bwd_units(const BwdArgs& a, int64_t j0, int64_t j1, Barrier2* bar) {
   FlushDenormals ftz;
   const int64_t T = a.T, B = a.B, H = a.H, GH = G * H;
+  float* db = a.db;
   for (int64_t t = T - 1; t >= 0; --t) {
     const int64_t bt = (*a.bs)[t];
     const float* cprev_t = t > 0 ? a.csp + (t - 1) * B * H : a.c0;
@@ -362,6 +374,7 @@ static void bwd_units(const BwdArgs& a, int64_t j0, int64_t j1, Barrier2* bar) {
           const float af = dcn * cprev * f * (1.f - f);
           const float ag = dcn * i * (1.f - gg * gg);
           dg[j] = ai; dg[H + j] = af; dg[2 * H + j] = ag; dg[3 * H + j] = ao;
+          db[j] += ai; db[H + j] += af; db[2 * H + j] += ag; db[3 * H + j] += ao;
           dcb[j] = kc[j] * dcarry + dcn * f + ai * pi[j] + af * pf[j];
           dhb[j] = kh[j] * d;
         }
@@ -378,6 +391,7 @@ static void bwd_units(const BwdArgs& a, int64_t j0, int64_t j1, Barrier2* bar) {
           const float af = dcn * (cprev - gg) * f * (1.f - f);
           const float ag = dcn * (1.f - f) * (1.f - gg * gg);
           dg[j] = af; dg[H + j] = ag; dg[2 * H + j] = ao;
+          db[j] += af; db[H + j] += ag; db[2 * H + j] += ao;
           dcb[j] = kc[j] * dcarry + dcn * f + af * pf[j];
           dhb[j] = kh[j] * d;
         }
@@ -410,13 +424,17 @@ static void bwd_units(const BwdArgs& a, int64_t j0, int64_t j1, Barrier2* bar) {
 std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd_fused(
     const Tensor& dy, const Tensor& dhT, const Tensor& dcT, const Tensor& gates, const Tensor& cn, const float* csp,
     const Tensor& c0, const Tensor& w_hh, const float* p_i, const float* p_f, const float* p_o, const float* zh,
-    const float* zc, const std::vector<int64_t>& bs, bool coupled) {
+    const float* zc, const std::vector<int64_t>& bs, bool coupled, float* db) {
   const int64_t T = gates.size(0), B = gates.size(1), GH = gates.size(2), H = cn.size(2);
   const int G = coupled ? 3 : 4;
   const int64_t U = (H + UB - 1) / UB;
   auto opts = gates.options();
   Tensor dG = pool_empty({T, B, GH}, opts);
-  Tensor dh = dhT.contiguous().clone(), dc = dcT.contiguous().clone(), rec = at::empty({B, H}, opts);
+  // dh_T, dc_T undefined: zeros (the layer node's outputs h_T, c_T got no gradient)
+  auto carried = [&](const Tensor& g) {
+    return g.defined() ? g.to(at::kFloat).contiguous().clone() : at::zeros({B, H}, opts);
+  };
+  Tensor dh = carried(dhT), dc = carried(dcT), rec = at::empty({B, H}, opts);
   Tensor zero = at::zeros({H}, opts);
   const Tensor c0c = c0.contiguous();
   const bool bf16 = kHasBf16 && w_hh.scalar_type() == at::kBFloat16;
@@ -434,6 +452,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd_fused(
             p_o ? p_o : zero.data_ptr<float>(), zh, zc, zero.data_ptr<float>(),
             bf16 ? nullptr : w.data_ptr<float>(), dG.data_ptr<float>(), dh.data_ptr<float>(), dc.data_ptr<float>(),
             rec.data_ptr<float>(), &bs};
+  Tensor db_scratch;
+  if (!db) {
+    db_scratch = at::empty({GH}, opts);
+    db = db_scratch.data_ptr<float>();
+  }
+  std::memset(db, 0, sizeof(float) * GH);
+  a.db = db;
   if (bf16) {
     a.Wb16 = reinterpret_cast<const uint16_t*>(wb16.data_ptr());
     a.dG16 = reinterpret_cast<uint16_t*>(dG16.data_ptr());

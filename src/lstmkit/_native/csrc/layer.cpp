@@ -29,13 +29,11 @@ struct Peepholes {
   }
 };
 
-// G_x = X W_ih^T (T*B, G*H) into pooled memory; the bias is left to the kernel (inference) or added here.
-Tensor project(const Tensor& x2, const Tensor& w_ih, const Tensor& bias, bool add_bias) {
+// G_x = X W_ih^T (T*B, G*H) into pooled memory, without the biases: the kernels add them in their gate passes
+// (in the GEMM they would cost a broadcast copy of all T*B rows first).
+Tensor project(const Tensor& x2, const Tensor& w_ih) {
   Tensor gx = pool_empty({x2.size(0), w_ih.size(0)}, x2.options());
-  if (add_bias && bias.defined())
-    at::addmm_out(gx, bias, x2, w_ih.t());
-  else
-    at::mm_out(gx, x2, w_ih.t());
+  at::mm_out(gx, x2, w_ih.t());
   return gx;
 }
 
@@ -69,9 +67,12 @@ Tensor peephole_grad(const Tensor& dA, const Tensor& c0, const Tensor& cn, bool 
   return at::cat({(block(0) * c_prev).sum({0, 1}), (block(1) * c_prev).sum({0, 1}), (block(3) * cn).sum({0, 1})});
 }
 
-// dW_hh = sum_t dG_t^T h_{t-1} over dG2 (T*B, G*H): h_{-1} = h0, then the outputs y_0 .. y_{T-2}.
-Tensor recurrent_weight_grad(const Tensor& dG2, const Tensor& h0, const Tensor& y) {
+// dW_hh = sum_t dG_t^T h_{t-1} over dG2 (T*B, G*H): h_{-1} = h0, then the outputs y_0 .. y_{T-2}. When y is
+// lstm_fwd_fused's, h0 sits just before it in the same buffer and H_prev is one matrix (one GEMM); else two.
+Tensor recurrent_weight_grad(const Tensor& dG2, const Tensor& h0, const Tensor& y, bool h0_before_y = false) {
   const int64_t T = y.size(0), B = y.size(1), H = y.size(2);
+  if (h0_before_y && y.is_contiguous() && y.storage_offset() >= B * H)
+    return dG2.t().mm(y.as_strided({T * B, H}, {H, 1}, y.storage_offset() - B * H));
   Tensor d = dG2.narrow(0, 0, B).t().mm(h0);
   if (T > 1) d.addmm_(dG2.narrow(0, B, (T - 1) * B).t(), y.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}));
   return d;
@@ -86,10 +87,10 @@ Tensor pooled_as(const Tensor& t, at::ScalarType dtype) {
   return out;
 }
 
-// G_x (T*B, G*H) fp32 for the loop. fp32: X W_ih^T (+ b when add_bias). bf16: the product as a bf16 GEMM, then
-// converted; the biases are left to the kernel.
-Tensor projection_f32(const Tensor& x2, const Tensor& w_ih, const Tensor& bias, bool add_bias) {
-  if (x2.scalar_type() == at::kFloat) return project(x2, w_ih, bias, add_bias);
+// G_x (T*B, G*H) fp32 for the loop, without the biases. fp32: X W_ih^T. bf16: the product as a bf16 GEMM, then
+// converted.
+Tensor projection_f32(const Tensor& x2, const Tensor& w_ih) {
+  if (x2.scalar_type() == at::kFloat) return project(x2, w_ih);
   Tensor g16 = pool_empty({x2.size(0), w_ih.size(0)}, x2.options());
   at::mm_out(g16, x2, w_ih.t());
   return pooled_as(g16, at::kFloat);
@@ -113,12 +114,12 @@ struct LstmLayer : public torch::autograd::Function<LstmLayer> {
     const std::vector<int64_t> bs = rows_per_step(batch_sizes, T, B);  // lengths: batch sorted longest first
     const Tensor x2 = x.reshape({T * B, D}).contiguous(), w_ph = opt(w_ph_in);
     const Tensor bias = low ? bias_sum_f32(b_ih, b_hh) : bias_sum(b_ih, b_hh);
-    const Tensor gx = projection_f32(x2, w_ih, bias, true).view({T, B, GH});
+    const Tensor gx = projection_f32(x2, w_ih).view({T, B, GH});  // the kernel adds the biases
     const Tensor w_ph32 = w_ph.defined() ? w_ph.to(at::kFloat).contiguous() : w_ph;
     const Peepholes ph(w_ph32, H, coupled);
     auto out = lstm_fwd_fused(gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
-                              nullptr, nullptr, bs, coupled, true,
-                              low && bias.defined() ? bias.data_ptr<float>() : nullptr);
+                              nullptr, nullptr, bs, coupled, true, bias.defined() ? bias.data_ptr<float>() : nullptr,
+                              /*h0_before_y=*/!low);
     const Tensor y = pooled_as(std::get<0>(out), x.scalar_type());
     const Tensor &gates = std::get<3>(out), &cn = std::get<4>(out);
     ctx->save_for_backward({x2, w_ih, w_hh, w_ph32, h0, c0, y, gates, cn});
@@ -143,21 +144,22 @@ struct LstmLayer : public torch::autograd::Function<LstmLayer> {
       return g.defined() ? pooled_as(g, at::kFloat) : at::zeros_like(like, like.options().dtype(at::kFloat));
     };
     const Peepholes ph(w_ph, H, coupled);
-    auto back = lstm_bwd_fused(grad(grads[0], y), grad(grads[1], h0), grad(grads[2], c0), gates, cn,
+    Tensor db = at::empty({GH}, gates.options());  // the bias gradient, summed by the kernel's gate pass
+    auto back = lstm_bwd_fused(grad(grads[0], y), grads[1], grads[2], gates, cn,
                                cn.data_ptr<float>(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
-                               nullptr, nullptr, bs, coupled);
+                               nullptr, nullptr, bs, coupled, db.data_ptr<float>());
     const Tensor& dG = std::get<0>(back);                  // (T, B, G*H) fp32
     const Tensor dG2 = pooled_as(dG, dt).view({T * B, GH});  // the GEMMs run in the layer's dtype
     Tensor dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_ph;
     if (ctx->needs_input_grad(0)) dx = dG2.mm(w_ih).view(ctx->saved_data["x_sizes"].toIntVector());
     if (ctx->needs_input_grad(1)) d_w_ih = dG2.t().mm(x2);
-    if (ctx->needs_input_grad(2)) d_w_hh = recurrent_weight_grad(dG2, h0.to(dt), y);
+    if (ctx->needs_input_grad(2)) d_w_hh = recurrent_weight_grad(dG2, h0.to(dt), y, dt == at::kFloat);
     const bool g_ih = ctx->saved_data["has_b_ih"].toBool() && ctx->needs_input_grad(3);
     const bool g_hh = ctx->saved_data["has_b_hh"].toBool() && ctx->needs_input_grad(4);
     if (g_ih || g_hh) {  // both biases get the same gradient (each its own tensor: they accumulate separately)
-      const Tensor db = dG.view({T * B, GH}).sum(0).to(dt);
-      if (g_ih) d_b_ih = db;
-      if (g_hh) d_b_hh = g_ih ? db.clone() : db;
+      d_b_ih = db.to(dt);
+      if (g_hh) d_b_hh = g_ih ? d_b_ih.clone() : d_b_ih;
+      if (!g_ih) d_b_ih = Tensor();
     }
     if (w_ph.defined() && ctx->needs_input_grad(5)) d_w_ph = peephole_grad(dG, c0, cn, coupled).to(dt);
     return {dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_ph, Tensor(), std::get<1>(back), std::get<2>(back), Tensor()};
@@ -175,7 +177,7 @@ struct LstmLnLayer : public torch::autograd::Function<LstmLnLayer> {
                                const Tensor& h0, const Tensor& c0, bool coupled) {
     const int64_t T = x.size(0), B = x.size(1), D = x.size(2), GH = w_ih.size(0);
     const Tensor x2 = x.reshape({T * B, D}).contiguous(), w_ph = opt(w_ph_in);
-    const Tensor proj = project(x2, w_ih, Tensor(), false);  // (T*B, G*H)
+    const Tensor proj = project(x2, w_ih);  // (T*B, G*H)
     const Tensor bias = bias_sum(b_ih, b_hh), ln_b = bias.defined() ? ln_ih_b + bias : ln_ih_b;
     ctx->saved_data["has_b_ih"] = opt(b_ih).defined();
     ctx->saved_data["has_b_hh"] = opt(b_hh).defined();
@@ -266,7 +268,7 @@ std::vector<Tensor> lstm_layer_infer(const Tensor& x, const Tensor& w_ih, const 
   const int64_t T = x.size(0), B = x.size(1), D = x.size(2), H = c0.size(1), GH = w_ih.size(0);
   const Tensor w_ph = opt(w_ph_in), bias = bias_sum_f32(b_ih, b_hh);
   const Tensor w_ph32 = w_ph.defined() ? w_ph.to(at::kFloat).contiguous() : w_ph;
-  const Tensor gx = projection_f32(x.reshape({T * B, D}).contiguous(), w_ih, bias, false).view({T, B, GH});
+  const Tensor gx = projection_f32(x.reshape({T * B, D}).contiguous(), w_ih).view({T, B, GH});
   const Peepholes ph(w_ph32, H, coupled);
   auto out = lstm_fwd_fused(gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
                             nullptr, nullptr, rows_per_step(batch_sizes, T, B), coupled, false,
