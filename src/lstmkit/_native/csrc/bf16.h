@@ -56,11 +56,16 @@ static Tensor pack_panels_bf16(const Tensor& w_hh, int G, int64_t H) {
 
 template <int R, int G>
 static inline void panel_gemm_bf16(int64_t KP, const uint16_t* A, int64_t lda, const uint16_t* Wp, const float* gx,
-                                   int64_t ldgx, int64_t H, int64_t u, int64_t nl, float* out) {
+                                   int64_t ldgx, int64_t H, int64_t u, int64_t nl, float* out, const float* bias) {
   const __mmask16 mask = nl >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nl) - 1);
   __m512 acc[R][G];
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < G; ++q) acc[r][q] = _mm512_maskz_loadu_ps(mask, gx + r * ldgx + q * H + u * kBf16UB);
+  if (bias)
+    for (int q = 0; q < G; ++q) {
+      const __m512 bq = _mm512_maskz_loadu_ps(mask, bias + q * H + u * kBf16UB);
+      for (int r = 0; r < R; ++r) acc[r][q] = _mm512_add_ps(acc[r][q], bq);
+    }
   for (int64_t kp = 0; kp < KP; ++kp) {
     __m512i b[G];
     for (int q = 0; q < G; ++q) b[q] = _mm512_loadu_si512(Wp + (kp * G * kBf16UB + q * kBf16UB) * 2);
@@ -77,14 +82,15 @@ static inline void panel_gemm_bf16(int64_t KP, const uint16_t* A, int64_t lda, c
 
 template <int G>
 static void panel_gemm_bf16_rows(int R, int64_t KP, const uint16_t* A, int64_t lda, const uint16_t* Wp,
-                                 const float* gx, int64_t ldgx, int64_t H, int64_t u, int64_t nl, float* out) {
+                                 const float* gx, int64_t ldgx, int64_t H, int64_t u, int64_t nl, float* out,
+                                 const float* bias) {
   switch (R) {
-    case 6: panel_gemm_bf16<6, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
-    case 5: panel_gemm_bf16<5, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
-    case 4: panel_gemm_bf16<4, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
-    case 3: panel_gemm_bf16<3, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
-    case 2: panel_gemm_bf16<2, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
-    default: panel_gemm_bf16<1, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
+    case 6: panel_gemm_bf16<6, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); break;
+    case 5: panel_gemm_bf16<5, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); break;
+    case 4: panel_gemm_bf16<4, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); break;
+    case 3: panel_gemm_bf16<3, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); break;
+    case 2: panel_gemm_bf16<2, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); break;
+    default: panel_gemm_bf16<1, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); break;
   }
 }
 

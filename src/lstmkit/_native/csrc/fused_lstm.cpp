@@ -58,15 +58,21 @@ static Tensor pack_panels(const Tensor& w_hh, int G, int64_t H) {
   return wp;
 }
 
-// out[r][q*16 + l] = gx[r][q*H + u*16 + l] + sum_k A[r][k] * Wp[k][q*16 + l]   (r < R, l < 16)
+// out[r][q*16 + l] = gx[r][q*H + u*16 + l] (+ bias[q*H + u*16 + l]) + sum_k A[r][k] * Wp[k][q*16 + l]
+// (r < R, l < 16; bias may be null)
 template <int R, int G>
 static inline void panel_gemm(int64_t K, const float* A, int64_t lda, const float* Wp, const float* gx,
-                              int64_t ldgx, int64_t H, int64_t u, int64_t nl, float* out) {
+                              int64_t ldgx, int64_t H, int64_t u, int64_t nl, float* out, const float* bias) {
 #if defined(__AVX512F__)
   const __mmask16 mask = nl >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nl) - 1);
   __m512 acc[R][G];
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < G; ++q) acc[r][q] = _mm512_maskz_loadu_ps(mask, gx + r * ldgx + q * H + u * UB);
+  if (bias)
+    for (int q = 0; q < G; ++q) {
+      const __m512 bq = _mm512_maskz_loadu_ps(mask, bias + q * H + u * UB);
+      for (int r = 0; r < R; ++r) acc[r][q] = _mm512_add_ps(acc[r][q], bq);
+    }
   int64_t k = 0;
   if (R <= 2) {
     // few rows: G*R accumulator chains cannot hide the FMA latency; a second set over odd k doubles them
@@ -101,7 +107,7 @@ static inline void panel_gemm(int64_t K, const float* A, int64_t lda, const floa
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < G; ++q)
       for (int64_t l = 0; l < UB; ++l) {
-        float s = l < nl ? gx[r * ldgx + q * H + u * UB + l] : 0.f;
+        float s = l < nl ? gx[r * ldgx + q * H + u * UB + l] + (bias ? bias[q * H + u * UB + l] : 0.f) : 0.f;
         for (int64_t k = 0; k < K; ++k) s += A[r * lda + k] * Wp[k * G * UB + q * UB + l];
         out[(r * G + q) * UB + l] = s;
       }
@@ -110,14 +116,14 @@ static inline void panel_gemm(int64_t K, const float* A, int64_t lda, const floa
 
 template <int G>
 static void panel_gemm_rows(int R, int64_t K, const float* A, int64_t lda, const float* Wp, const float* gx,
-                            int64_t ldgx, int64_t H, int64_t u, int64_t nl, float* out) {
+                            int64_t ldgx, int64_t H, int64_t u, int64_t nl, float* out, const float* bias) {
   switch (R) {
-    case 6: panel_gemm<6, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
-    case 5: panel_gemm<5, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
-    case 4: panel_gemm<4, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
-    case 3: panel_gemm<3, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
-    case 2: panel_gemm<2, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
-    default: panel_gemm<1, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out); break;
+    case 6: panel_gemm<6, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); break;
+    case 5: panel_gemm<5, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); break;
+    case 4: panel_gemm<4, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); break;
+    case 3: panel_gemm<3, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); break;
+    case 2: panel_gemm<2, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); break;
+    default: panel_gemm<1, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); break;
   }
 }
 
@@ -151,15 +157,11 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
         if (a.Wp16) {
           const uint16_t* A16 = a.h16 + (t & 1) * B * a.KP2;
           panel_gemm_bf16_rows<G>(R, a.KP2 / 2, A16 + r0 * a.KP2, a.KP2, a.Wp16 + u * (a.KP2 / 2) * G * UB * 2,
-                                  a.gx + (t * B + r0) * GH, GH, H, u, nl, pre);
+                                  a.gx + (t * B + r0) * GH, GH, H, u, nl, pre, a.bias);
         } else
 #endif
         panel_gemm_rows<G>(R, H, hprev + r0 * H, H, a.Wp + u * H * G * UB, a.gx + (t * B + r0) * GH, GH, H, u,
-                           nl, pre);
-        if (a.bias)  // inference: G_x came without the biases (saves a pass over all T*B*G*H values)
-          for (int r = 0; r < R; ++r)
-            for (int q = 0; q < G; ++q)
-              for (int64_t l = 0; l < nl; ++l) pre[(r * G + q) * UB + l] += a.bias[q * H + u * UB + l];
+                           nl, pre, a.bias);  // the biases join G_x here (the projection GEMM leaves them out)
         for (int r = 0; r < R; ++r) {
           const int64_t b = r0 + r, j0 = u * UB;
           const float* p = pre + r * G * UB;
