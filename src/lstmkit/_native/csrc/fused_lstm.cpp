@@ -138,6 +138,7 @@ struct FwdArgs {
   uint16_t* h16 = nullptr;
   int64_t KP2 = 0;
   const float* bias = nullptr;  // (G*H) added to the pre-activations when G_x was computed without it, or null
+  const int64_t* goff = nullptr;  // G_x holds active rows only: step t starts at row goff[t] (null: t * B)
 };
 
 template <int G>
@@ -148,6 +149,7 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
   for (int64_t t = 0; t < T; ++t) {
     const int64_t bt = (*a.bs)[t];
     const float* hprev = t > 0 ? a.y + (t - 1) * B * H : a.h0;
+    const float* gx_t = a.gx + (a.goff ? a.goff[t] : t * B) * GH;  // (bt, G*H): this step's G_x
     // panel-outer: each W_hh panel is loaded once per step and reused, cache-hot, by every row block
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t nl = std::min(UB, H - u * UB);
@@ -157,10 +159,10 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
         if (a.Wp16) {
           const uint16_t* A16 = a.h16 + (t & 1) * B * a.KP2;
           panel_gemm_bf16_rows<G>(R, a.KP2 / 2, A16 + r0 * a.KP2, a.KP2, a.Wp16 + u * (a.KP2 / 2) * G * UB * 2,
-                                  a.gx + (t * B + r0) * GH, GH, H, u, nl, pre, a.bias);
+                                  gx_t + r0 * GH, GH, H, u, nl, pre, a.bias);
         } else
 #endif
-        panel_gemm_rows<G>(R, H, hprev + r0 * H, H, a.Wp + u * H * G * UB, a.gx + (t * B + r0) * GH, GH, H, u,
+        panel_gemm_rows<G>(R, H, hprev + r0 * H, H, a.Wp + u * H * G * UB, gx_t + r0 * GH, GH, H, u,
                            nl, pre, a.bias);  // the biases join G_x here (the projection GEMM leaves them out)
         for (int r = 0; r < R; ++r) {
           const int64_t b = r0 + r, j0 = u * UB;
@@ -259,8 +261,8 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fused(
     const Tensor& gx, const Tensor& h0, const Tensor& c0, const Tensor& w_hh, const float* p_i, const float* p_f,
     const float* p_o, const float* zh, const float* zc, const std::vector<int64_t>& bs, bool coupled, bool save,
-    const float* bias, bool h0_before_y) {
-  const int64_t T = gx.size(0), B = gx.size(1), H = c0.size(1);
+    const float* bias, bool h0_before_y, const std::vector<int64_t>* off) {
+  const int64_t T = (int64_t)bs.size(), B = h0.size(0), H = c0.size(1);
   const int G = coupled ? 3 : 4;
   const int64_t U = (H + UB - 1) / UB;
   auto opts = gx.options();
@@ -303,6 +305,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fuse
             bf16 ? nullptr : wp.data_ptr<float>(), y.data_ptr<float>(), gates.data_ptr<float>(),
             cn.data_ptr<float>(), (zc && save) ? cs.data_ptr<float>() : nullptr, c.data_ptr<float>(), &bs};
   a.bias = bias;
+  a.goff = off ? off->data() : nullptr;
   a.gT = save ? B * G * H : 0;
   a.cT = save ? B * H : 0;
   if (bf16) {
@@ -338,22 +341,26 @@ struct BwdArgs {
   float *dG, *dh, *dc, *rec;
   const std::vector<int64_t>* bs;
   float* db = nullptr;  // (G*H) bias gradient, summed over steps and rows in the gate pass (zero on entry)
+  float* dph = nullptr;  // peephole gradient (3H: p_i, p_f, p_o; coupled 2H), summed likewise (bwd_units<G, true>)
+  const int64_t* goff = nullptr;  // dG holds active rows only: step t starts at row goff[t] (null: t * B)
   const uint16_t* Wb16 = nullptr;  // bf16 path: W_hh packed by pack_cols_bf16, dG_t as bf16 (two buffers)
   uint16_t* dG16 = nullptr;
   int64_t GHp = 0;
 };
 
-template <int G>
+// PH: also sum the peephole gradient (i and f see c_{t-1}, o sees c_t) in the same pass
+template <int G, bool PH>
 static void bwd_units(const BwdArgs& a, int64_t j0, int64_t j1, Barrier2* bar) {
   FlushDenormals ftz;
   const int64_t T = a.T, B = a.B, H = a.H, GH = G * H;
-  float* db = a.db;
+  float *db = a.db, *dph = a.dph;
   for (int64_t t = T - 1; t >= 0; --t) {
     const int64_t bt = (*a.bs)[t];
     const float* cprev_t = t > 0 ? a.csp + (t - 1) * B * H : a.c0;
+    float* dG_t = a.dG + (a.goff ? a.goff[t] : t * B) * GH;  // (bt, G*H): this step's gate gradients
     for (int64_t b = 0; b < bt; ++b) {
       const float* g = a.gates + (t * B + b) * GH;
-      float* dg = a.dG + (t * B + b) * GH;
+      float* dg = dG_t + b * GH;
       const float* cnb = a.cn + (t * B + b) * H;
       const float* cpb = cprev_t + b * H;
       const float* dyb = a.dy + (t * B + b) * H;
@@ -377,6 +384,7 @@ static void bwd_units(const BwdArgs& a, int64_t j0, int64_t j1, Barrier2* bar) {
           const float ag = dcn * i * (1.f - gg * gg);
           dg[j] = ai; dg[H + j] = af; dg[2 * H + j] = ag; dg[3 * H + j] = ao;
           db[j] += ai; db[H + j] += af; db[2 * H + j] += ag; db[3 * H + j] += ao;
+          if (PH) { dph[j] += ai * cprev; dph[H + j] += af * cprev; dph[2 * H + j] += ao * cnew; }
           dcb[j] = kc[j] * dcarry + dcn * f + ai * pi[j] + af * pf[j];
           dhb[j] = kh[j] * d;
         }
@@ -394,18 +402,19 @@ static void bwd_units(const BwdArgs& a, int64_t j0, int64_t j1, Barrier2* bar) {
           const float ag = dcn * (1.f - f) * (1.f - gg * gg);
           dg[j] = af; dg[H + j] = ag; dg[2 * H + j] = ao;
           db[j] += af; db[H + j] += ag; db[2 * H + j] += ao;
+          if (PH) { dph[j] += af * cprev; dph[H + j] += ao * cnew; }
           dcb[j] = kc[j] * dcarry + dcn * f + af * pf[j];
           dhb[j] = kh[j] * d;
         }
       }
     }
-    for (int64_t b = bt; b < B; ++b)
-      for (int q = 0; q < G; ++q) std::memset(a.dG + (t * B + b) * GH + q * H + j0, 0, sizeof(float) * (j1 - j0));
+    if (!a.goff)  // padded layout: finished rows get zero gradients
+      for (int64_t b = bt; b < B; ++b)
+        for (int q = 0; q < G; ++q) std::memset(dG_t + b * GH + q * H + j0, 0, sizeof(float) * (j1 - j0));
     uint16_t* dG16 = a.dG16 ? a.dG16 + (t & 1) * B * a.GHp : nullptr;
     if (dG16)
       for (int64_t b = 0; b < bt; ++b)
-        for (int q = 0; q < G; ++q)
-          to_bf16_n(a.dG + (t * B + b) * GH + q * H + j0, dG16 + b * a.GHp + q * H + j0, j1 - j0);
+        for (int q = 0; q < G; ++q) to_bf16_n(dG_t + b * GH + q * H + j0, dG16 + b * a.GHp + q * H + j0, j1 - j0);
     if (bar) bar->wait();  // dG_t complete (all units) before dG_t W_hh
     // dh_{t-1}[:, j0:j1] += dG_t W_hh[:, j0:j1]
     float* rec = a.rec;
@@ -415,7 +424,7 @@ static void bwd_units(const BwdArgs& a, int64_t j0, int64_t j1, Barrier2* bar) {
       gemm_cols_bf16(bt, a.GHp / 2, dG16, a.GHp, a.Wb16, rec, H, j0, j1);
     else
 #endif
-    gemm_packed_cols(bt, GH, a.dG + t * B * GH, GH, a.w_hh, rec, H, j0, j1);
+    gemm_packed_cols(bt, GH, dG_t, GH, a.w_hh, rec, H, j0, j1);
     for (int64_t b = 0; b < bt; ++b)
 #pragma omp simd
       for (int64_t j = j0; j < j1; ++j) a.dh[b * H + j] += rec[b * H + j];
@@ -426,12 +435,13 @@ static void bwd_units(const BwdArgs& a, int64_t j0, int64_t j1, Barrier2* bar) {
 std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd_fused(
     const Tensor& dy, const Tensor& dhT, const Tensor& dcT, const Tensor& gates, const Tensor& cn, const float* csp,
     const Tensor& c0, const Tensor& w_hh, const float* p_i, const float* p_f, const float* p_o, const float* zh,
-    const float* zc, const std::vector<int64_t>& bs, bool coupled, float* db) {
+    const float* zc, const std::vector<int64_t>& bs, bool coupled, float* db, float* dph,
+    const std::vector<int64_t>* off) {
   const int64_t T = gates.size(0), B = gates.size(1), GH = gates.size(2), H = cn.size(2);
   const int G = coupled ? 3 : 4;
   const int64_t U = (H + UB - 1) / UB;
   auto opts = gates.options();
-  Tensor dG = pool_empty({T, B, GH}, opts);
+  Tensor dG = off ? pool_empty({off->back(), GH}, opts) : pool_empty({T, B, GH}, opts);
   // dh_T, dc_T undefined: zeros (the layer node's outputs h_T, c_T got no gradient)
   auto carried = [&](const Tensor& g) {
     return g.defined() ? g.to(at::kFloat).contiguous().clone() : at::zeros({B, H}, opts);
@@ -461,13 +471,20 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd_fused(
   }
   std::memset(db, 0, sizeof(float) * GH);
   a.db = db;
+  if (dph) std::memset(dph, 0, sizeof(float) * (G - 1) * H);
+  a.dph = dph;
+  a.goff = off ? off->data() : nullptr;
   if (bf16) {
     a.Wb16 = reinterpret_cast<const uint16_t*>(wb16.data_ptr());
     a.dG16 = reinterpret_cast<uint16_t*>(dG16.data_ptr());
     a.GHp = GHp;
   }
   auto run = [&](int64_t j0, int64_t j1, Barrier2* bar) {
-    if (G == 4) bwd_units<4>(a, j0, j1, bar); else bwd_units<3>(a, j0, j1, bar);
+    if (G == 4) {
+      if (dph) bwd_units<4, true>(a, j0, j1, bar); else bwd_units<4, false>(a, j0, j1, bar);
+    } else {
+      if (dph) bwd_units<3, true>(a, j0, j1, bar); else bwd_units<3, false>(a, j0, j1, bar);
+    }
   };
   if (use_two_threads(B, GH, H, U)) {
     Barrier2 bar;

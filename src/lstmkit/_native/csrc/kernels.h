@@ -326,4 +326,37 @@ static inline std::vector<int64_t> rows_per_step(const c10::optional<at::Tensor>
   return bs;
 }
 
+// Where step t starts in a step-major matrix of the active rows only (rows of finished sequences left out):
+// rows off[t] .. off[t] + bs[t] - 1; off[T] is the row count. With every row active, off[t] = t * B.
+static inline std::vector<int64_t> step_offsets(const std::vector<int64_t>& bs) {
+  std::vector<int64_t> off(bs.size() + 1, 0);
+  for (size_t t = 0; t < bs.size(); ++t) off[t + 1] = off[t] + bs[t];
+  return off;
+}
+
+// The active rows of a step-major (T*B, F) tensor, stacked: (off[T], F). Rows of step t are contiguous (the batch
+// is sorted longest first), so this is one copy per step.
+static inline at::Tensor active_rows(const at::Tensor& src, const std::vector<int64_t>& bs,
+                                     const std::vector<int64_t>& off, int64_t B) {
+  const at::Tensor s = src.contiguous();
+  const int64_t F = s.size(-1), es = s.element_size();
+  at::Tensor out = pool_empty({off.back(), F}, s.options());
+  const char* in = static_cast<const char*>(s.data_ptr());
+  char* o = static_cast<char*>(out.data_ptr());
+  for (size_t t = 0; t < bs.size(); ++t)
+    std::memcpy(o + off[t] * F * es, in + (int64_t)t * B * F * es, bs[t] * F * es);
+  return out;
+}
+
+// The inverse: (off[T], F) active rows back into a zero-padded (T, B, F) tensor.
+static inline at::Tensor padded_rows(const at::Tensor& src, const std::vector<int64_t>& bs,
+                                     const std::vector<int64_t>& off, int64_t B) {
+  const int64_t T = (int64_t)bs.size(), F = src.size(-1), es = src.element_size();
+  at::Tensor out = at::zeros({T, B, F}, src.options());
+  const char* in = static_cast<const char*>(src.data_ptr());
+  char* o = static_cast<char*>(out.data_ptr());
+  for (int64_t t = 0; t < T; ++t) std::memcpy(o + t * B * F * es, in + off[t] * F * es, bs[t] * F * es);
+  return out;
+}
+
 }  // namespace lstmkit

@@ -68,11 +68,17 @@ Tensor peephole_grad(const Tensor& dA, const Tensor& c0, const Tensor& cn, bool 
 }
 
 // dW_hh = sum_t dG_t^T h_{t-1} over dG2 (T*B, G*H): h_{-1} = h0, then the outputs y_0 .. y_{T-2}. When y is
-// lstm_fwd_fused's, h0 sits just before it in the same buffer and H_prev is one matrix (one GEMM); else two.
-Tensor recurrent_weight_grad(const Tensor& dG2, const Tensor& h0, const Tensor& y, bool h0_before_y = false) {
+// lstm_fwd_fused's, h0 sits just before it in the same buffer and H_prev = [h0; y_0 .. y_{T-2}] is a view (one
+// GEMM); else two GEMMs (no copy of y). off (with bs): dG2 holds only the active rows, and so must H_prev.
+Tensor recurrent_weight_grad(const Tensor& dG2, const Tensor& h0, const Tensor& y, bool h0_before_y = false,
+                             const std::vector<int64_t>* bs = nullptr, const std::vector<int64_t>* off = nullptr) {
   const int64_t T = y.size(0), B = y.size(1), H = y.size(2);
-  if (h0_before_y && y.is_contiguous() && y.storage_offset() >= B * H)
-    return dG2.t().mm(y.as_strided({T * B, H}, {H, 1}, y.storage_offset() - B * H));
+  const bool view = h0_before_y && y.is_contiguous() && y.storage_offset() >= B * H;
+  if (view || off) {
+    const Tensor hp = view ? y.as_strided({T * B, H}, {H, 1}, y.storage_offset() - B * H)
+                           : at::cat({h0.unsqueeze(0), y.narrow(0, 0, T - 1)}).view({T * B, H});
+    return dG2.t().mm(off ? active_rows(hp, *bs, *off, B) : hp);
+  }
   Tensor d = dG2.narrow(0, 0, B).t().mm(h0);
   if (T > 1) d.addmm_(dG2.narrow(0, B, (T - 1) * B).t(), y.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}));
   return d;
@@ -109,20 +115,25 @@ struct LstmLayer : public torch::autograd::Function<LstmLayer> {
                                const c10::optional<Tensor>& w_ph_in, const c10::optional<Tensor>& batch_sizes,
                                const Tensor& h0, const Tensor& c0, bool coupled) {
     FlushDenormals ftz;
-    const int64_t T = x.size(0), B = x.size(1), D = x.size(2), H = c0.size(1), GH = w_ih.size(0);
+    const int64_t T = x.size(0), B = x.size(1), D = x.size(2), H = c0.size(1);
     const bool low = x.scalar_type() == at::kBFloat16;
     const std::vector<int64_t> bs = rows_per_step(batch_sizes, T, B);  // lengths: batch sorted longest first
+    // with lengths, the GEMMs over all steps (here the projection, in backward the weight gradients and dx) take
+    // only the active rows: rows of finished sequences cost nothing
+    const bool packed = bs.back() < B;
+    const std::vector<int64_t> off = step_offsets(bs);
     const Tensor x2 = x.reshape({T * B, D}).contiguous(), w_ph = opt(w_ph_in);
+    const Tensor xin = packed ? active_rows(x2, bs, off, B) : x2;  // (rows, D)
     const Tensor bias = low ? bias_sum_f32(b_ih, b_hh) : bias_sum(b_ih, b_hh);
-    const Tensor gx = projection_f32(x2, w_ih).view({T, B, GH});  // the kernel adds the biases
+    const Tensor gx = projection_f32(xin, w_ih);  // (rows, G*H); the kernel adds the biases
     const Tensor w_ph32 = w_ph.defined() ? w_ph.to(at::kFloat).contiguous() : w_ph;
     const Peepholes ph(w_ph32, H, coupled);
     auto out = lstm_fwd_fused(gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
                               nullptr, nullptr, bs, coupled, true, bias.defined() ? bias.data_ptr<float>() : nullptr,
-                              /*h0_before_y=*/!low);
+                              /*h0_before_y=*/!low, &off);
     const Tensor y = pooled_as(std::get<0>(out), x.scalar_type());
     const Tensor &gates = std::get<3>(out), &cn = std::get<4>(out);
-    ctx->save_for_backward({x2, w_ih, w_hh, w_ph32, h0, c0, y, gates, cn});
+    ctx->save_for_backward({xin, w_ih, w_hh, w_ph32, h0, c0, y, gates, cn});
     ctx->saved_data["coupled"] = coupled;
     ctx->saved_data["has_b_ih"] = opt(b_ih).defined();
     ctx->saved_data["has_b_hh"] = opt(b_hh).defined();
@@ -135,25 +146,32 @@ struct LstmLayer : public torch::autograd::Function<LstmLayer> {
     FlushDenormals ftz;
     const auto s = ctx->get_saved_variables();
     const std::vector<int64_t> bs = ctx->saved_data["bs"].toIntVector();
-    const Tensor &x2 = s[0], &w_ih = s[1], &w_hh = s[2], &w_ph = s[3], &h0 = s[4], &c0 = s[5], &y = s[6];
+    const Tensor &xin = s[0], &w_ih = s[1], &w_hh = s[2], &w_ph = s[3], &h0 = s[4], &c0 = s[5], &y = s[6];
     const Tensor &gates = s[7], &cn = s[8];
     const bool coupled = ctx->saved_data["coupled"].toBool();
-    const at::ScalarType dt = x2.scalar_type();
-    const int64_t T = gates.size(0), B = gates.size(1), GH = gates.size(2), H = cn.size(2);
-    auto grad = [](const Tensor& g, const Tensor& like) {
-      return g.defined() ? pooled_as(g, at::kFloat) : at::zeros_like(like, like.options().dtype(at::kFloat));
-    };
+    const at::ScalarType dt = xin.scalar_type();
+    const int64_t B = gates.size(1), GH = gates.size(2), H = cn.size(2);
+    const bool packed = bs.back() < B;  // as in forward: xin and dG hold the active rows only
+    const std::vector<int64_t> off = step_offsets(bs);
     const Peepholes ph(w_ph, H, coupled);
-    Tensor db = at::empty({GH}, gates.options());  // the bias gradient, summed by the kernel's gate pass
-    auto back = lstm_bwd_fused(grad(grads[0], y), grads[1], grads[2], gates, cn,
-                               cn.data_ptr<float>(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
-                               nullptr, nullptr, bs, coupled, db.data_ptr<float>());
-    const Tensor& dG = std::get<0>(back);                  // (T, B, G*H) fp32
-    const Tensor dG2 = pooled_as(dG, dt).view({T * B, GH});  // the GEMMs run in the layer's dtype
+    // the bias and peephole gradients are summed by the kernel's gate pass
+    Tensor db = at::empty({GH}, gates.options());
+    Tensor dph = w_ph.defined() ? at::empty({w_ph.numel()}, gates.options()) : Tensor();
+    auto back = lstm_bwd_fused(grads[0].defined() ? pooled_as(grads[0], at::kFloat) : at::zeros_like(y, gates.options()),
+                               grads[1], grads[2], gates, cn, cn.data_ptr<float>(), c0.contiguous(),
+                               w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o, nullptr, nullptr, bs, coupled,
+                               db.data_ptr<float>(), dph.defined() ? dph.data_ptr<float>() : nullptr,
+                               packed ? &off : nullptr);
+    const Tensor& dG = std::get<0>(back);                          // (rows, G*H) fp32
+    const Tensor dG2 = pooled_as(dG, dt).view({off.back(), GH});  // the GEMMs run in the layer's dtype
     Tensor dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_ph;
-    if (ctx->needs_input_grad(0)) dx = dG2.mm(w_ih).view(ctx->saved_data["x_sizes"].toIntVector());
-    if (ctx->needs_input_grad(1)) d_w_ih = dG2.t().mm(x2);
-    if (ctx->needs_input_grad(2)) d_w_hh = recurrent_weight_grad(dG2, h0.to(dt), y, dt == at::kFloat);
+    if (ctx->needs_input_grad(0)) {
+      const Tensor dxr = dG2.mm(w_ih);  // (rows, D)
+      dx = (packed ? padded_rows(dxr, bs, off, B) : dxr).view(ctx->saved_data["x_sizes"].toIntVector());
+    }
+    if (ctx->needs_input_grad(1)) d_w_ih = dG2.t().mm(xin);
+    if (ctx->needs_input_grad(2))
+      d_w_hh = recurrent_weight_grad(dG2, h0.to(dt), y, dt == at::kFloat, &bs, packed ? &off : nullptr);
     const bool g_ih = ctx->saved_data["has_b_ih"].toBool() && ctx->needs_input_grad(3);
     const bool g_hh = ctx->saved_data["has_b_hh"].toBool() && ctx->needs_input_grad(4);
     if (g_ih || g_hh) {  // both biases get the same gradient (each its own tensor: they accumulate separately)
@@ -161,7 +179,7 @@ struct LstmLayer : public torch::autograd::Function<LstmLayer> {
       if (g_hh) d_b_hh = g_ih ? d_b_ih.clone() : d_b_ih;
       if (!g_ih) d_b_ih = Tensor();
     }
-    if (w_ph.defined() && ctx->needs_input_grad(5)) d_w_ph = peephole_grad(dG, c0, cn, coupled).to(dt);
+    if (dph.defined() && ctx->needs_input_grad(5)) d_w_ph = dph.to(dt);
     return {dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_ph, Tensor(), std::get<1>(back), std::get<2>(back), Tensor()};
   }
 };
@@ -265,14 +283,17 @@ std::vector<Tensor> lstm_layer_infer(const Tensor& x, const Tensor& w_ih, const 
                                      const c10::optional<Tensor>& batch_sizes, const Tensor& h0, const Tensor& c0,
                                      bool coupled) {
   FlushDenormals ftz;
-  const int64_t T = x.size(0), B = x.size(1), D = x.size(2), H = c0.size(1), GH = w_ih.size(0);
+  const int64_t T = x.size(0), B = x.size(1), D = x.size(2), H = c0.size(1);
   const Tensor w_ph = opt(w_ph_in), bias = bias_sum_f32(b_ih, b_hh);
   const Tensor w_ph32 = w_ph.defined() ? w_ph.to(at::kFloat).contiguous() : w_ph;
-  const Tensor gx = projection_f32(x.reshape({T * B, D}).contiguous(), w_ih).view({T, B, GH});
+  const std::vector<int64_t> bs = rows_per_step(batch_sizes, T, B), off = step_offsets(bs);
+  const bool packed = bs.back() < B;  // project the active rows only
+  const Tensor x2 = x.reshape({T * B, D}).contiguous();
+  const Tensor gx = projection_f32(packed ? active_rows(x2, bs, off, B) : x2, w_ih);  // (rows, G*H)
   const Peepholes ph(w_ph32, H, coupled);
   auto out = lstm_fwd_fused(gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
-                            nullptr, nullptr, rows_per_step(batch_sizes, T, B), coupled, false,
-                            bias.defined() ? bias.data_ptr<float>() : nullptr);
+                            nullptr, nullptr, bs, coupled, false, bias.defined() ? bias.data_ptr<float>() : nullptr,
+                            false, &off);
   return {pooled_as(std::get<0>(out), x.scalar_type()), std::get<1>(out), std::get<2>(out)};
 }
 
