@@ -119,6 +119,7 @@ def test_loss_on_output_only(kw, dtype):
 
 
 @pytest.mark.parametrize("kw", [{}, {"coupled": True, "peephole": True}, {"zoneout": 0.3},
+                                {"recurrent_dropout": 0.3, "zoneout": 0.1, "peephole": True},
                                 {"layer_norm": True, "peephole": True, "zoneout": 0.2, "recurrent_dropout": 0.2}])
 def test_two_thread_team_matches_reference(kw, monkeypatch):
     """Shapes large enough for the two-thread fused loop (H split across threads, a barrier per step)."""
@@ -235,6 +236,31 @@ def test_bfloat16_at_least_as_accurate_as_reference(cls, kw, H=16):
             err_ref = (res["ref"][i] - truth).abs().max().item()
             err_nat = (res["nat"][i] - truth).abs().max().item()
             assert err_nat <= 1.5 * err_ref + 1e-3 * truth.abs().max().item(), (lengths, i, err_nat, err_ref)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bfloat16_recurrent_dropout(threads, monkeypatch):
+    """bf16 with recurrent dropout (the fused loop feeds its GEMM h * mask as bf16): within 1.5x the reference bf16
+    error against float64 truth, with the same masks (same seed) on all three."""
+    _use_threads(threads, monkeypatch)
+    torch.manual_seed(0)
+    base = lnn.LSTM(8, 41, backend="reference", recurrent_dropout=0.3)
+    models = {"ref": lnn.LSTM(8, 41, backend="reference", recurrent_dropout=0.3).to(torch.bfloat16),
+              "nat": lnn.LSTM(8, 41, backend="native", recurrent_dropout=0.3).to(torch.bfloat16),
+              "f64": lnn.LSTM(8, 41, backend="reference", recurrent_dropout=0.3).double()}
+    x = torch.randn(10, 3, 8)
+    res = {}
+    for name, m in models.items():
+        m.load_state_dict(base.state_dict())
+        xx = x.to(next(m.parameters()).dtype).requires_grad_()
+        torch.manual_seed(11)  # the same dropout mask for all three
+        y, _ = m(xx)
+        (y.double() * torch.linspace(-1, 1, y.numel(), dtype=torch.float64).view_as(y)).sum().backward()
+        res[name] = [y.double(), xx.grad.double()] + [p.grad.double() for p in m.parameters()]
+    for i, truth in enumerate(res["f64"]):
+        err_ref = (res["ref"][i] - truth).abs().max().item()
+        err_nat = (res["nat"][i] - truth).abs().max().item()
+        assert err_nat <= 1.5 * err_ref + 1e-3 * truth.abs().max().item(), (i, err_nat, err_ref)
 
 
 @pytest.mark.parametrize("kw", [{}, {"coupled": True, "peephole": True}])

@@ -7,16 +7,16 @@
 
 namespace lstmkit {
 
-// Forward without projection or recurrent dropout: gx (T, B, G*H); p_i/p_f/p_o peepholes and zh/zc zoneout masks
-// may be null; bs: rows active per step; save: keep per-step gates and cells for backward; bias (G*H) or null is
-// added to the pre-activations (when gx was computed without it); h0_before_y: y is a view one step into a
-// buffer that starts with a copy of h0 (see there); off (step_offsets of bs): gx holds the active rows only,
-// (off[T], G*H), else gx is (T, B, G*H). Returns y, h_T, c_T, gates, cn, cs, m.
+// Forward without projection: gx (T, B, G*H); p_i/p_f/p_o peepholes, zh/zc zoneout masks and rd (B, H) the
+// recurrent-dropout mask may be null; bs: rows active per step; save: keep per-step gates and cells for
+// backward; bias (G*H) or null is added to the pre-activations (when gx was computed without it); h0_before_y:
+// y is a view one step into a buffer that starts with a copy of h0 (see there); off (step_offsets of bs): gx
+// holds the active rows only, (off[T], G*H), else gx is (T, B, G*H). Returns y, h_T, c_T, gates, cn, cs, m.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_fwd_fused(
     const at::Tensor& gx, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_hh, const float* p_i,
     const float* p_f, const float* p_o, const float* zh, const float* zc, const std::vector<int64_t>& bs,
     bool coupled, bool save, const float* bias, bool h0_before_y = false,
-    const std::vector<int64_t>* off = nullptr);
+    const std::vector<int64_t>* off = nullptr, const float* rd = nullptr);
 
 // Backward of lstm_fwd_fused: returns dG (T, B, G*H), dh0, dc0 (and an empty tensor). csp: carried cells.
 // db (G*H), when given, receives the bias gradient (dG summed over steps and rows), and dph (3H, coupled 2H) the
@@ -25,7 +25,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_bwd_fused(
     const at::Tensor& dy, const at::Tensor& dhT, const at::Tensor& dcT, const at::Tensor& gates, const at::Tensor& cn,
     const float* csp, const at::Tensor& c0, const at::Tensor& w_hh, const float* p_i, const float* p_f,
     const float* p_o, const float* zh, const float* zc, const std::vector<int64_t>& bs, bool coupled,
-    float* db = nullptr, float* dph = nullptr, const std::vector<int64_t>* off = nullptr);
+    float* db = nullptr, float* dph = nullptr, const std::vector<int64_t>* off = nullptr,
+    const float* rd = nullptr);
 
 // Layer-norm LSTM recurrence (ln_lstm.cpp; the registered ops lstm_ln_fwd / lstm_ln_bwd).
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,

@@ -139,6 +139,8 @@ struct FwdArgs {
   int64_t KP2 = 0;
   const float* bias = nullptr;  // (G*H) added to the pre-activations when G_x was computed without it, or null
   const int64_t* goff = nullptr;  // G_x holds active rows only: step t starts at row goff[t] (null: t * B)
+  const float* rd = nullptr;      // recurrent-dropout mask (B, H), or null
+  float* hm = nullptr;            // with rd: h_t * mask, the GEMM's input, in two buffers (2, B, H)
 };
 
 template <int G>
@@ -150,6 +152,7 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
     const int64_t bt = (*a.bs)[t];
     const float* hprev = t > 0 ? a.y + (t - 1) * B * H : a.h0;
     const float* gx_t = a.gx + (a.goff ? a.goff[t] : t * B) * GH;  // (bt, G*H): this step's G_x
+    const float* hin = a.rd ? a.hm + (t & 1) * B * H : hprev;      // what W_hh multiplies
     // panel-outer: each W_hh panel is loaded once per step and reused, cache-hot, by every row block
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t nl = std::min(UB, H - u * UB);
@@ -162,7 +165,7 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
                                   gx_t + r0 * GH, GH, H, u, nl, pre, a.bias);
         } else
 #endif
-        panel_gemm_rows<G>(R, H, hprev + r0 * H, H, a.Wp + u * H * G * UB, gx_t + r0 * GH, GH, H, u,
+        panel_gemm_rows<G>(R, H, hin + r0 * H, H, a.Wp + u * H * G * UB, gx_t + r0 * GH, GH, H, u,
                            nl, pre, a.bias);  // the biases join G_x here (the projection GEMM leaves them out)
         for (int r = 0; r < R; ++r) {
           const int64_t b = r0 + r, j0 = u * UB;
@@ -236,9 +239,16 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
             }
           }
 #endif
+          const float* hnext = yb;  // h_t as the next step's GEMM reads it
+          if (a.rd) {  // recurrent dropout: h_t * mask, apart from h_t itself (the output, and zoneout's carry)
+            float* hmb = a.hm + ((t + 1) & 1) * B * H + b * H + j0;
+            const float* mb = a.rd + b * H + j0;
+            for (int64_t l = 0; l < nl; ++l) hmb[l] = yb[l] * mb[l];
+            hnext = hmb;
+          }
           if (a.h16) {
             uint16_t* hb = a.h16 + ((t + 1) & 1) * B * a.KP2 + b * a.KP2 + j0;
-            to_bf16_n(yb, hb, nl);
+            to_bf16_n(hnext, hb, nl);
           }
         }
       }
@@ -257,11 +267,11 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
   }
 }
 
-// Forward of the fused path; same contract as lstm_fwd (lstm.cpp) without projection or recurrent dropout.
+// Forward of the fused path; same contract as lstm_fwd (lstm.cpp) without projection.
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fused(
     const Tensor& gx, const Tensor& h0, const Tensor& c0, const Tensor& w_hh, const float* p_i, const float* p_f,
     const float* p_o, const float* zh, const float* zc, const std::vector<int64_t>& bs, bool coupled, bool save,
-    const float* bias, bool h0_before_y, const std::vector<int64_t>* off) {
+    const float* bias, bool h0_before_y, const std::vector<int64_t>* off, const float* rd) {
   const int64_t T = (int64_t)bs.size(), B = h0.size(0), H = c0.size(1);
   const int G = coupled ? 3 : 4;
   const int64_t U = (H + UB - 1) / UB;
@@ -277,7 +287,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fuse
     const Tensor h0f = h0.contiguous();
     uint16_t* hp16 = reinterpret_cast<uint16_t*>(h16.data_ptr());
     for (int64_t b = 0; b < B; ++b)
-      for (int64_t j = 0; j < H; ++j) hp16[b * KP2 + j] = to_bf16(h0f.data_ptr<float>()[b * H + j]);
+      for (int64_t j = 0; j < H; ++j)
+        hp16[b * KP2 + j] = to_bf16(h0f.data_ptr<float>()[b * H + j] * (rd ? rd[b * H + j] : 1.f));
 #endif
   } else {
     wp = pack_panels(w_hh.to(at::kFloat), G, H);
@@ -306,6 +317,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fuse
             cn.data_ptr<float>(), (zc && save) ? cs.data_ptr<float>() : nullptr, c.data_ptr<float>(), &bs};
   a.bias = bias;
   a.goff = off ? off->data() : nullptr;
+  Tensor hm;
+  if (rd) {  // h0 * mask into the first buffer
+    hm = at::empty({2, B, H}, opts);
+    float* hm0 = hm.data_ptr<float>();
+    for (int64_t k = 0; k < B * H; ++k) hm0[k] = h0c.data_ptr<float>()[k] * rd[k];
+    a.rd = rd;
+    a.hm = hm0;
+  }
   a.gT = save ? B * G * H : 0;
   a.cT = save ? B * H : 0;
   if (bf16) {
@@ -343,6 +362,7 @@ struct BwdArgs {
   float* db = nullptr;  // (G*H) bias gradient, summed over steps and rows in the gate pass (zero on entry)
   float* dph = nullptr;  // peephole gradient (3H: p_i, p_f, p_o; coupled 2H), summed likewise (bwd_units<G, true>)
   const int64_t* goff = nullptr;  // dG holds active rows only: step t starts at row goff[t] (null: t * B)
+  const float* rd = nullptr;      // recurrent-dropout mask (B, H): h_{t-1} entered the GEMM masked
   const uint16_t* Wb16 = nullptr;  // bf16 path: W_hh packed by pack_cols_bf16, dG_t as bf16 (two buffers)
   uint16_t* dG16 = nullptr;
   int64_t GHp = 0;
@@ -425,18 +445,24 @@ static void bwd_units(const BwdArgs& a, int64_t j0, int64_t j1, Barrier2* bar) {
     else
 #endif
     gemm_packed_cols(bt, GH, dG_t, GH, a.w_hh, rec, H, j0, j1);
-    for (int64_t b = 0; b < bt; ++b)
+    if (a.rd) {
+      for (int64_t b = 0; b < bt; ++b)
 #pragma omp simd
-      for (int64_t j = j0; j < j1; ++j) a.dh[b * H + j] += rec[b * H + j];
+        for (int64_t j = j0; j < j1; ++j) a.dh[b * H + j] += rec[b * H + j] * a.rd[b * H + j];
+    } else {
+      for (int64_t b = 0; b < bt; ++b)
+#pragma omp simd
+        for (int64_t j = j0; j < j1; ++j) a.dh[b * H + j] += rec[b * H + j];
+    }
   }
 }
 
-// Backward of the fused path; same contract as lstm_bwd (lstm.cpp) without projection or recurrent dropout.
+// Backward of the fused path; same contract as lstm_bwd (lstm.cpp) without projection.
 std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd_fused(
     const Tensor& dy, const Tensor& dhT, const Tensor& dcT, const Tensor& gates, const Tensor& cn, const float* csp,
     const Tensor& c0, const Tensor& w_hh, const float* p_i, const float* p_f, const float* p_o, const float* zh,
     const float* zc, const std::vector<int64_t>& bs, bool coupled, float* db, float* dph,
-    const std::vector<int64_t>* off) {
+    const std::vector<int64_t>* off, const float* rd) {
   const int64_t T = gates.size(0), B = gates.size(1), GH = gates.size(2), H = cn.size(2);
   const int G = coupled ? 3 : 4;
   const int64_t U = (H + UB - 1) / UB;
@@ -474,6 +500,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd_fused(
   if (dph) std::memset(dph, 0, sizeof(float) * (G - 1) * H);
   a.dph = dph;
   a.goff = off ? off->data() : nullptr;
+  a.rd = rd;
   if (bf16) {
     a.Wb16 = reinterpret_cast<const uint16_t*>(wb16.data_ptr());
     a.dG16 = reinterpret_cast<uint16_t*>(dG16.data_ptr());

@@ -34,7 +34,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_impl
   TORCH_CHECK(GH == G * H, "lstmkit: gx has ", GH, " gate columns, expected ", G * H);
   const bool proj = w_hr_in.has_value() && w_hr_in->defined() && w_hr_in->numel() > 0;
   auto opts = gx.options();
-  const bool fusable = !proj && !(rd_mask_in.has_value() && rd_mask_in->defined());
+  const bool fusable = !proj;
   // bf16 W_hh is used as such by the fused path (bf16 GEMMs); everything else computes in fp32
   Tensor w_hh = (fusable && w_hh_in.scalar_type() == at::kBFloat16) ? w_hh_in.contiguous()
                                                                     : w_hh_in.to(at::kFloat).contiguous();  // (GH, P)
@@ -44,10 +44,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_impl
   if (proj) { w_hr = w_hr_in->contiguous(); w_hr_t = w_hr.t(); w_hr_tc = w_hr_t.contiguous(); }
   const LstmOptions o(H, coupled, w_ph_in, rd_mask_in, zo_h_in, zo_c_in);
   const float *p_i = o.p_i, *p_f = o.p_f, *p_o = o.p_o, *rdp = o.rdp, *zhp = o.zhp, *zcp = o.zcp, *zero = o.zero;
-  // without projection or recurrent dropout the fused, panel-packed loop (fused_lstm.cpp) runs
-  if (!proj && !rdp)
+  // without projection the fused, panel-packed loop (fused_lstm.cpp) runs
+  if (!proj)
     return lstm_fwd_fused(gx, h0_in, c0_in, w_hh, p_i, p_f, p_o, zhp, zcp, rows_per_step(batch_sizes, T, B), coupled,
-                          save, nullptr);
+                          save, nullptr, false, nullptr, rdp);
 
   Tensor y = pool_empty({T, B, P}, opts);
   Tensor gates = gx.clone();                                   // pre-activations, overwritten by activations
@@ -164,7 +164,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd(
   const int64_t H = cn.size(2), P = dy.size(2);
   const bool proj = w_hr_in.has_value() && w_hr_in->defined() && w_hr_in->numel() > 0;
   auto opts = gates.options();
-  const bool fusable = !proj && !(rd_mask_in.has_value() && rd_mask_in->defined());
+  const bool fusable = !proj;
   Tensor w_hh = (fusable && w_hh_in.scalar_type() == at::kBFloat16) ? w_hh_in.contiguous()
                                                                     : w_hh_in.to(at::kFloat).contiguous();  // (GH, P)
   Tensor w_hr = proj ? w_hr_in->contiguous() : Tensor();  // (P, H)
@@ -172,9 +172,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd(
   const float *p_i = o.p_i, *p_f = o.p_f, *p_o = o.p_o, *rdp = o.rdp, *zhp = o.zhp, *zcp = o.zcp, *zero = o.zero;
   const Tensor c0c = c0.contiguous();
   const float* csp = zcp ? cs.data_ptr<float>() : cn.data_ptr<float>();  // carried cells, per step
-  if (!proj && !rdp)
+  if (!proj)
     return lstm_bwd_fused(dy, dhT, dcT, gates, cn, csp, c0c, w_hh, p_i, p_f, p_o, zhp, zcp,
-                          rows_per_step(batch_sizes, T, B), coupled);
+                          rows_per_step(batch_sizes, T, B), coupled, nullptr, nullptr, nullptr, rdp);
 
   Tensor dG = pool_empty({T, B, GH}, opts);
   Tensor dh = dhT.contiguous().clone(), dc = dcT.contiguous().clone();
