@@ -84,14 +84,9 @@ template <int G>
 static void panel_gemm_bf16_rows(int R, int64_t KP, const uint16_t* A, int64_t lda, const uint16_t* Wp,
                                  const float* gx, int64_t ldgx, int64_t H, int64_t u, int64_t nl, float* out,
                                  const float* bias) {
-  switch (R) {
-    case 6: panel_gemm_bf16<6, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); break;
-    case 5: panel_gemm_bf16<5, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); break;
-    case 4: panel_gemm_bf16<4, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); break;
-    case 3: panel_gemm_bf16<3, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); break;
-    case 2: panel_gemm_bf16<2, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); break;
-    default: panel_gemm_bf16<1, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); break;
-  }
+  with_rows(R, [&](auto r) {
+    panel_gemm_bf16<decltype(r)::value, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out, bias);
+  });
 }
 
 // (ceil(N/16), ceil(K/2), 16, 2): W (K, N) row-major as bf16 pairs along K, in 16-column blocks

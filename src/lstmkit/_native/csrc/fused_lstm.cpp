@@ -117,14 +117,7 @@ static inline void panel_gemm(int64_t K, const float* A, int64_t lda, const floa
 template <int G>
 static void panel_gemm_rows(int R, int64_t K, const float* A, int64_t lda, const float* Wp, const float* gx,
                             int64_t ldgx, int64_t H, int64_t u, int64_t nl, float* out, const float* bias) {
-  switch (R) {
-    case 6: panel_gemm<6, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); break;
-    case 5: panel_gemm<5, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); break;
-    case 4: panel_gemm<4, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); break;
-    case 3: panel_gemm<3, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); break;
-    case 2: panel_gemm<2, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); break;
-    default: panel_gemm<1, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); break;
-  }
+  with_rows(R, [&](auto r) { panel_gemm<decltype(r)::value, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); });
 }
 
 struct FwdArgs {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -84,6 +85,20 @@ static inline __m512 tanh512(__m512 x) {  // 2 sigmoid(2x) - 1 (sigmoid's clamp 
   return _mm512_fmsub_ps(_mm512_set1_ps(2.f), sigmoid512(_mm512_add_ps(x, x)), _mm512_set1_ps(1.f));
 }
 #endif
+
+// Calls f(std::integral_constant<int, R>{}) for a row count R in 1..6 known only at run time: the register-blocked
+// kernels take their row count as a template argument.
+template <class F>
+static inline void with_rows(int R, F&& f) {
+  switch (R) {
+    case 6: f(std::integral_constant<int, 6>{}); break;
+    case 5: f(std::integral_constant<int, 5>{}); break;
+    case 4: f(std::integral_constant<int, 4>{}); break;
+    case 3: f(std::integral_constant<int, 3>{}); break;
+    case 2: f(std::integral_constant<int, 2>{}); break;
+    default: f(std::integral_constant<int, 1>{}); break;
+  }
+}
 
 // Above this many multiply-adds a per-step GEMM goes to ATen (MKL/oneDNN, both threads); below it the
 // call overhead dominates and the register-blocked kernel below wins.
@@ -243,14 +258,10 @@ static inline void packed_rows(int64_t M, int64_t K, const float* A, int64_t lda
                                const __mmask16* mk, float* C, int64_t ldc) {
   int64_t m = 0;
   for (; m + 6 <= M; m += 6) packed_block<6, NQ>(K, A + m * lda, lda, panel, mk, C + m * ldc, ldc);
-  switch (M - m) {
-    case 5: packed_block<5, NQ>(K, A + m * lda, lda, panel, mk, C + m * ldc, ldc); break;
-    case 4: packed_block<4, NQ>(K, A + m * lda, lda, panel, mk, C + m * ldc, ldc); break;
-    case 3: packed_block<3, NQ>(K, A + m * lda, lda, panel, mk, C + m * ldc, ldc); break;
-    case 2: packed_block<2, NQ>(K, A + m * lda, lda, panel, mk, C + m * ldc, ldc); break;
-    case 1: packed_block<1, NQ>(K, A + m * lda, lda, panel, mk, C + m * ldc, ldc); break;
-    default: break;
-  }
+  if (m < M)
+    with_rows((int)(M - m), [&](auto r) {
+      packed_block<decltype(r)::value, NQ>(K, A + m * lda, lda, panel, mk, C + m * ldc, ldc);
+    });
 }
 #endif
 

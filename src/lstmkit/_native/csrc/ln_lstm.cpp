@@ -16,8 +16,8 @@ namespace lstmkit {
 using at::Tensor;
 constexpr float kLnEps = 1e-5f;
 
-// normalise v (n values) in place into out; returns 1/std
-static inline float normalise(const float* v, float* out, int64_t n) {
+// mean and 1/std of v (n values), two passes (no cancellation in the variance)
+static inline void row_stats(const float* v, int64_t n, float* mean_out, float* rstd_out) {
   float mean = 0.f;
 #pragma omp simd reduction(+ : mean)
   for (int64_t k = 0; k < n; ++k) mean += v[k];
@@ -25,7 +25,14 @@ static inline float normalise(const float* v, float* out, int64_t n) {
   float var = 0.f;
 #pragma omp simd reduction(+ : var)
   for (int64_t k = 0; k < n; ++k) { const float d = v[k] - mean; var += d * d; }
-  const float rstd = 1.f / std::sqrt(var / (float)n + kLnEps);
+  *mean_out = mean;
+  *rstd_out = 1.f / std::sqrt(var / (float)n + kLnEps);
+}
+
+// normalise v (n values) into out; returns 1/std
+static inline float normalise(const float* v, float* out, int64_t n) {
+  float mean, rstd;
+  row_stats(v, n, &mean, &rstd);
 #pragma omp simd
   for (int64_t k = 0; k < n; ++k) out[k] = (v[k] - mean) * rstd;
   return rstd;
@@ -53,18 +60,10 @@ void ln_rows_fwd(int64_t R, int64_t N, const float* x, const float* w, const flo
     for (int64_t r = r0; r < r1; ++r) {
       const float* xr = x + r * N;
       float* o = out + r * N;
-      float m = 0.f;
-#pragma omp simd reduction(+ : m)
-      for (int64_t k = 0; k < N; ++k) m += xr[k];
-      m /= (float)N;
-      float var = 0.f;
-#pragma omp simd reduction(+ : var)
-      for (int64_t k = 0; k < N; ++k) { const float d = xr[k] - m; var += d * d; }
-      const float rs = 1.f / std::sqrt(var / (float)N + kLnEps);
+      row_stats(xr, N, mean + r, rstd + r);
+      const float m = mean[r], rs = rstd[r];
 #pragma omp simd
       for (int64_t k = 0; k < N; ++k) o[k] = (xr[k] - m) * rs * w[k] + b[k];
-      mean[r] = m;
-      rstd[r] = rs;
     }
   });
 }
