@@ -222,8 +222,7 @@ def train(cfg: ClassifyConfig) -> dict:
         allv = np.concatenate(tr.series, axis=0)
         stats = {"mean": allv.mean(0), "std": allv.std(0) + 1e-8}
     xs, xte = normalise(tr.series, cfg.norm, stats), normalise(te.series, cfg.norm, stats)
-    s = dict(hidden=c.hidden or DEFAULTS["hidden"], layers=c.layers or DEFAULTS["layers"],
-             epochs=c.epochs or DEFAULTS["epochs"], batch_size=c.batch_size or DEFAULTS["batch_size"])
+    s = dict(zip(("epochs", "batch_size", "hidden", "layers"), c.sizes(DEFAULTS)))
     fit_idx, val_idx = _stratified_split(y, cfg.val_fraction, np.random.default_rng(c.seed))
     model = LSTMClassifier(tr.dims, len(classes), hidden=s["hidden"], layers=s["layers"], cell=c.cell,
                            bidirectional=cfg.bidirectional, backend=c.backend)
@@ -248,8 +247,9 @@ def train(cfg: ClassifyConfig) -> dict:
         save_model(model, od.path / "model", metadata={"task": TASK}, include_optimizer=False)
         write_json(od.path / "config.json", base_config(TASK, c, **settings))
         write_json(od.path / "metrics.json", metrics)
-        plots.plot_confusion(od.path / "confusion.png", cm, classes)
-        plots.plot_classify_curves(od.path / "training.png", hist)
+        plots.plot_confusion(od.path / "confusion.png", cm, classes, "test confusion matrix")
+        plots.plot_curves(od.path / "training.png", {"training loss": hist["loss"], "validation loss":
+                          hist["val_loss"], "validation accuracy": hist["val_accuracy"]}, "classifier training")
         cm_md = "| true \\ predicted | " + " | ".join(classes) + " |\n|---|" + "---|" * len(classes) + "\n" + \
             "\n".join(f"| {classes[i]} | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(cm))
         write_report(od.path / "report.md", f"Sequence classification: {name}", {"LSTM": test, **baselines},

@@ -55,6 +55,11 @@ class CommonConfig:
     time_budget: Optional[float] = None  # seconds of training; None = no limit
     backend: str = "auto"
 
+    def sizes(self, defaults: dict) -> tuple[int, int, int, int]:
+        """``(epochs, batch_size, hidden, layers)``: each flag, or the task's ``defaults`` entry where it is None."""
+        return (self.epochs or defaults["epochs"], self.batch_size or defaults["batch_size"],
+                self.hidden or defaults["hidden"], self.layers or defaults["layers"])
+
 
 def add_common_flags(parser: argparse.ArgumentParser, default_out: str) -> None:
     """Add the flags of :class:`CommonConfig` to ``parser`` (``--out`` defaults to ``default_out``)."""

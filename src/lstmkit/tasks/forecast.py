@@ -197,8 +197,7 @@ def resolve(cfg: ForecastConfig, series: Series, bundled: Optional[str]) -> dict
         raise UserError(f"--base={base!r} is not known; expected 'seasonal' or 'naive'")
     c = cfg.common
     return dict(horizon=horizon, season=season, window=window, val=val, base=base,
-                hidden=c.hidden or DEFAULTS["hidden"], layers=c.layers or DEFAULTS["layers"],
-                epochs=c.epochs or DEFAULTS["epochs"], batch_size=c.batch_size or DEFAULTS["batch_size"])
+                **dict(zip(("epochs", "batch_size", "hidden", "layers"), c.sizes(DEFAULTS))))
 
 
 def _load(cfg: ForecastConfig) -> Tuple[Series, Optional[str]]:
@@ -326,7 +325,8 @@ def train(cfg: ForecastConfig) -> dict:
         write_json(od.path / "metrics.json", metrics)
         plots.plot_forecast(od.path / "forecast.png", series, sp.train_end, fc, {
             "naive": bf["naive"], "seasonal naive": bf["seasonal_naive"]}, context=max(4 * H, 3 * L))
-        plots.plot_loss_curves(od.path / "training.png", hist)
+        plots.plot_curves(od.path / "training.png", {"training": hist["loss"], "validation": hist["val_loss"]},
+                          "pinball loss (scaled)", log=True)
         rows = {"LSTM": test, **baselines}
         r = series.repairs
         write_report(od.path / "report.md", f"Forecast: {', '.join(series.target_names)} ({H} steps ahead)", rows,

@@ -39,7 +39,8 @@ from lstmkit.errors import UserError
 from lstmkit.models import Model, register, save_model
 from lstmkit.tasks.common import (CommonConfig, OutputDir, TimeBudget, base_config, make_recurrent, progress,
                                   set_seed, write_json, write_report)
-from lstmkit.tasks.textutil import BestKeeper, load_task_dir, plot_curves
+from lstmkit.tasks.plots import plot_curves
+from lstmkit.tasks.textutil import BestKeeper, load_task_dir
 
 DEFAULTS = {"epochs": 30, "batch_size": 32, "hidden": 256, "layers": 1, "time_budget": 540.0}
 EVAL_STREAMS = 8
@@ -153,10 +154,7 @@ def _split(cfg: LMConfig):
 def train(cfg: LMConfig) -> dict:
     """Train, evaluate and write the output directory (see module docstring); returns metrics.json content."""
     c = cfg.common
-    epochs = c.epochs or DEFAULTS["epochs"]
-    bsz = c.batch_size or DEFAULTS["batch_size"]
-    hidden = c.hidden or DEFAULTS["hidden"]
-    layers = c.layers or DEFAULTS["layers"]
+    epochs, bsz, hidden, layers = c.sizes(DEFAULTS)
     budget_s = c.time_budget if c.time_budget is not None else DEFAULTS["time_budget"]
     if cfg.bptt < 1:
         raise UserError(f"--bptt={cfg.bptt} must be a positive integer")

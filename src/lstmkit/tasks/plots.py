@@ -1,8 +1,8 @@
 """Plots of the task pipelines (matplotlib, Agg backend: no display needed): forecasts with their interval band,
-loss curves, confusion matrices. Each function writes one PNG to ``path``."""
+training curves, confusion matrices. Each function writes one PNG to ``path``."""
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import numpy as np
 
@@ -14,6 +14,12 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(plt, fig, path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 # -- forecasting ---------------------------------------------------------------------------------------
@@ -41,59 +47,42 @@ def plot_forecast(path, series, train_end: int, fc: np.ndarray, baselines: Dict[
                      f"the dotted line")
         ax.set_xlabel(f"{series.time_col} ({series.freq})")
         ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def plot_loss_curves(path, hist: Dict[str, list]) -> None:
-    """Training and validation loss per epoch (log scale) from ``hist["loss"]`` / ``hist["val_loss"]``."""
-    plt = _pyplot()
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(hist["loss"], label="training")
-    ax.plot(hist["val_loss"], label="validation")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("pinball loss (scaled)")
-    ax.set_yscale("log")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 # -- classification ------------------------------------------------------------------------------------
-def plot_confusion(path, cm: np.ndarray, classes: List[str]) -> None:
-    """Confusion matrix ``cm`` (rows true, columns predicted) with the counts written in the cells."""
+def plot_confusion(path, cm: np.ndarray, labels: Sequence[str], title: str = "confusion matrix") -> None:
+    """Confusion matrix ``cm`` (rows: true label, columns: predicted) with the counts written in the cells."""
     plt = _pyplot()
-
-    n = len(classes)
-    fig, ax = plt.subplots(figsize=(2.5 + 0.5 * n, 2.2 + 0.5 * n))
+    k = len(labels)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * k, 0.8 + 0.6 * k))
     ax.imshow(cm, cmap="Blues")
-    for i in range(n):
-        for j in range(n):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                    color="white" if cm[i, j] > cm.max() / 2 else "black")
-    ax.set_xticks(range(n), classes)
-    ax.set_yticks(range(n), classes)
+    ax.set_xticks(range(k), labels, rotation=45, ha="right")
+    ax.set_yticks(range(k), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title("test confusion matrix")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    ax.set_title(title)
+    top = cm.max() if cm.size else 0
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
+                    color="white" if top and cm[i, j] > top / 2 else "black")
+    _save(plt, fig, path)
 
 
-def plot_classify_curves(path, hist: Dict[str, list]) -> None:
-    """Training/validation loss and validation accuracy per epoch."""
+# -- training curves (every task) ----------------------------------------------------------------------
+def plot_curves(path, history: Dict[str, List[float]], title: str, xlabel: str = "epoch",
+                log: bool = False) -> None:
+    """Training curves: one line per ``history`` entry (name -> one value per epoch); ``log``: log y-axis."""
     plt = _pyplot()
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(hist["loss"], label="training loss")
-    ax.plot(hist["val_loss"], label="validation loss")
-    ax.plot(hist["val_accuracy"], label="validation accuracy")
-    ax.set_xlabel("epoch")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, vals in history.items():
+        if vals:
+            ax.plot(range(1, len(vals) + 1), vals, marker="o", markersize=3, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    if log:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(plt, fig, path)

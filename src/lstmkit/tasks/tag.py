@@ -31,7 +31,8 @@ from lstmkit.errors import UserError
 from lstmkit.models import Model, register, save_model
 from lstmkit.tasks.common import (CommonConfig, OutputDir, TimeBudget, base_config, make_recurrent, progress,
                                   read_json, set_seed, write_json, write_report)
-from lstmkit.tasks.textutil import BestKeeper, load_task_dir, plot_curves
+from lstmkit.tasks.plots import plot_curves
+from lstmkit.tasks.textutil import BestKeeper, load_task_dir
 
 DEFAULTS = {"epochs": 30, "batch_size": 16, "hidden": 128, "layers": 1}
 MAX_WORD_CHARS = 20
@@ -143,10 +144,7 @@ def most_frequent_tag_baseline(train_sents, test_sents) -> dict:
 def train(cfg: TagConfig) -> dict:
     """Train, evaluate and write the output directory; returns the metrics.json content."""
     c = cfg.common
-    epochs = c.epochs or DEFAULTS["epochs"]
-    bsz = c.batch_size or DEFAULTS["batch_size"]
-    hidden = c.hidden or DEFAULTS["hidden"]
-    layers = c.layers or DEFAULTS["layers"]
+    epochs, bsz, hidden, layers = c.sizes(DEFAULTS)
     if not cfg.data:
         raise UserError("--data is required: a CoNLL file (one token per line, tag in the last column)")
     set_seed(c.seed)

@@ -33,7 +33,8 @@ from lstmkit.errors import UserError
 from lstmkit.models import Model, register, save_model
 from lstmkit.tasks.common import (CommonConfig, OutputDir, TimeBudget, base_config, make_recurrent, progress,
                                   read_json, set_seed, write_json, write_report)
-from lstmkit.tasks.textutil import BestKeeper, load_task_dir, plot_confusion, plot_curves, write_rows
+from lstmkit.tasks.plots import plot_confusion, plot_curves
+from lstmkit.tasks.textutil import BestKeeper, load_task_dir, write_rows
 
 DEFAULTS = {"epochs": 20, "batch_size": 32, "hidden": 128, "layers": 1}
 POOLINGS = ("max", "mean", "last")
@@ -148,10 +149,7 @@ def predict_ids(model, seqs, batch_size: int = 64) -> torch.Tensor:
 def train(cfg: TextClassConfig) -> dict:
     """Train, evaluate and write the output directory; returns the metrics.json content."""
     c = cfg.common
-    epochs = c.epochs or DEFAULTS["epochs"]
-    bsz = c.batch_size or DEFAULTS["batch_size"]
-    hidden = c.hidden or DEFAULTS["hidden"]
-    layers = c.layers or DEFAULTS["layers"]
+    epochs, bsz, hidden, layers = c.sizes(DEFAULTS)
     set_seed(c.seed)
     src = cfg.data or str(bundled_text_dir())
     texts, labels = read_labelled(src, cfg.text_col, cfg.label_col)
