@@ -119,11 +119,15 @@ def _loop_row(key, label, module_fn, shape, ctx: Context) -> Row:
     return Row(key, label, module_fn())
 
 
+def _lstm_pair(shape, ctx: Context, grad: bool = True):
+    """A torch.nn.LSTM, the lstmkit LSTM with its weights, and an input ``(B, T, D)`` for ``shape``."""
+    theirs = torch.nn.LSTM(shape[2], shape[3], batch_first=True)
+    return theirs, lnn.from_torch(theirs, backend=ctx.backend), _input(shape, grad=grad)
+
+
 def build_lstm_train(shape, ctx: Context):
-    b, t, d, h = shape
-    theirs = torch.nn.LSTM(d, h, batch_first=True)
-    ours = lnn.from_torch(theirs, backend=ctx.backend)
-    x = _input(shape)
+    h = shape[3]
+    theirs, ours, x = _lstm_pair(shape, ctx)
     lengths = _lengths(shape)
     with torch.no_grad():
         checks = {"max_abs_diff_vs_torch": _diff(ours(x)[0], theirs(x)[0])}
@@ -183,10 +187,10 @@ def _ort_row(theirs, x, threads: int):
 
 
 def build_lstm_infer(shape, ctx: Context):
-    b, t, d, h = shape
-    theirs = torch.nn.LSTM(d, h, batch_first=True).eval()
-    ours = lnn.from_torch(theirs, backend=ctx.backend).eval()
-    x = _input(shape, grad=False)
+    h = shape[3]
+    theirs, ours, x = _lstm_pair(shape, ctx, grad=False)
+    theirs.eval()
+    ours.eval()
     with torch.inference_mode():
         checks = {"max_abs_diff_vs_torch": _diff(ours(x)[0], theirs(x)[0])}
     ort_row, ort_checks = _ort_row(theirs, x, ctx.threads)
@@ -196,10 +200,8 @@ def build_lstm_infer(shape, ctx: Context):
 
 
 def build_lengths_train(shape, ctx: Context):
-    b, t, d, h = shape
-    theirs = torch.nn.LSTM(d, h, batch_first=True)
-    ours = lnn.from_torch(theirs, backend=ctx.backend)
-    x = _input(shape)
+    t, h = shape[1], shape[3]
+    theirs, ours, x = _lstm_pair(shape, ctx)
     lengths = _lengths(shape)
     with torch.no_grad():
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
