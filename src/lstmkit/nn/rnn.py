@@ -178,7 +178,9 @@ class RNNBase(nn.Module):
     # -- forward ----------------------------------------------------------------------------------------
     def _prepare(self, input, lengths):
         """Return ``(x (T, B, D), lengths, unbatched, packed_input)`` after validating everything."""
-        ref = self._direction_weights(0).w_ih  # dtype and device the input must match
+        # dtype and device the input must match (a dict lookup: this runs on every call)
+        ref = self._parameters.get("weight_ih_l0")
+        ref = self.weight_ih_l0 if ref is None else ref
         if isinstance(input, PackedSequence):
             if lengths is not None:
                 raise ValueError("lengths must be None when input is a PackedSequence (it carries its lengths)")
@@ -224,7 +226,10 @@ class RNNBase(nn.Module):
                     zo_c = x.new_empty(steps, batch, hidden).bernoulli_(self.zoneout)
                 seq = layer_input if direction == 0 else _checks.reverse_padded(layer_input, lengths)
                 h_i = x.new_zeros(batch, state) if h0 is None else h0[index]
-                c_i = None if not with_cell else x.new_zeros(batch, hidden) if c0 is None else c0[index]
+                c_i = None
+                if with_cell:  # zero states are only read, so h and c may share one zero tensor
+                    c_i = c0[index] if c0 is not None else (h_i if h0 is None and hidden == state
+                                                              else x.new_zeros(batch, hidden))
                 y, h_t, c_t = run_direction(which, self.spec, seq, h_i, c_i, self._direction_weights(index),
                                             lengths, rd, zo_h, zo_c)
                 outputs.append(y if direction == 0 else _checks.reverse_padded(y, lengths))
