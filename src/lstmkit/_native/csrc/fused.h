@@ -1,4 +1,5 @@
-// Entry points of the LSTM loops (fused_lstm.cpp, ln_lstm.cpp), shared by the ops and the layer nodes (layer.cpp).
+// Entry points of the LSTM loops (fused_lstm.cpp, fused_lstm_bwd.cpp, ln_lstm.cpp), shared by the ops and the layer
+// nodes (layer.cpp).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -6,6 +7,8 @@
 #include <vector>
 
 namespace lstmkit {
+
+constexpr int64_t UB = 16;  // hidden units per panel block of the fused loops
 
 // Forward without projection: gx (T, B, G*H); p_i/p_f/p_o peepholes, zh/zc zoneout masks and rd (B, H) the
 // recurrent-dropout mask may be null; bs: rows active per step; save: keep per-step gates and cells for

@@ -1,10 +1,10 @@
-// Fused LSTM time loop (standard, peephole, coupled; zoneout; lengths) on one or two threads.
+// Fused LSTM time loop, forward (standard, peephole, coupled; zoneout, recurrent dropout; lengths), one or two threads.
 //
-// Forward: W_hh is packed once per call so that one 16-unit block of every gate (i, f, g, o) is a contiguous
-// 64-column panel. Per step and row block, a register-blocked GEMM starts from G_x (beta = 1), accumulates
-// h_{t-1} W_hh^T for one panel, and the gate pass runs on that panel while it is still in L1. Two threads own
-// halves of the unit blocks and meet at one spin barrier per step. Backward: each thread runs the gate pass for
-// its units, then (after the barrier) dh_{t-1} = dG_t W_hh for its units, so again one barrier per step.
+// W_hh is packed once per call so that one 16-unit block of every gate (i, f, g, o) is a contiguous 64-column
+// panel. Per step and row block, a register-blocked GEMM starts from G_x (beta = 1), accumulates h_{t-1} W_hh^T
+// for one panel, and the gate pass runs on that panel while it is still in L1. Two threads own halves of the unit
+// blocks and meet at one spin barrier per step. The backward is in fused_lstm_bwd.cpp.
+#include "fused.h"
 #include "kernels.h"
 #include "team.h"
 #include "bf16.h"
@@ -17,17 +17,8 @@
 namespace lstmkit {
 
 using at::Tensor;
-constexpr int64_t UB = 16;  // hidden units per panel block
-constexpr int MR = 6;
-static_assert(UB == kBf16UB, "bf16 and fp32 panels hold the same units");       // rows per register block (6 rows x 4 gates = 24 accumulators)
-
-static bool use_two_threads(int64_t B, int64_t GH, int64_t K, int64_t U) {
-  const int forced = forced_threads();
-  if (forced == 1 || U < 2 || at::get_num_threads() < 2 || at::in_parallel_region()) return false;
-  if (forced >= 2) return true;
-  // below 12288 multiply-adds a step is a few hundred ns: the barrier would cost as much; above, ask the team
-  return B * GH * K >= 12288 && team_pays(B * GH * K);
-}
+constexpr int MR = 6;  // rows per register block (6 rows x 4 gates = 24 accumulators)
+static_assert(UB == kBf16UB, "bf16 and fp32 panels hold the same units");
 
 // (U, K, G*UB): panel u holds, for k = 0..K-1, the G gate rows of units u*UB .. u*UB+15 (zero past H).
 // Copied in 16-step blocks of k, so both the rows read and the panel lines written stay in L1 (a plain
@@ -345,176 +336,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fuse
     if (len > 0) std::memcpy(hp + b * H, y.data_ptr<float>() + ((len - 1) * B + b) * H, sizeof(float) * H);
   }
   return {y, h, c, gates, cn, cs, m};
-}
-
-struct BwdArgs {
-  int64_t T, B, H, G;
-  const float *dy, *gates, *cn, *csp, *c0, *p_i, *p_f, *p_o, *zh, *zc, *zero, *w_hh;  // w_hh: pack_cols16
-  float *dG, *dh, *dc, *rec;
-  const std::vector<int64_t>* bs;
-  float* db = nullptr;  // (G*H) bias gradient, summed over steps and rows in the gate pass (zero on entry)
-  float* dph = nullptr;  // peephole gradient (3H: p_i, p_f, p_o; coupled 2H), summed likewise (bwd_units<G, true>)
-  const int64_t* goff = nullptr;  // dG holds active rows only: step t starts at row goff[t] (null: t * B)
-  const float* rd = nullptr;      // recurrent-dropout mask (B, H): h_{t-1} entered the GEMM masked
-  const uint16_t* Wb16 = nullptr;  // bf16 path: W_hh packed by pack_cols_bf16, dG_t as bf16 (two buffers)
-  uint16_t* dG16 = nullptr;
-  int64_t GHp = 0;
-};
-
-// PH: also sum the peephole gradient (i and f see c_{t-1}, o sees c_t) in the same pass
-template <int G, bool PH>
-static void bwd_units(const BwdArgs& a, int64_t j0, int64_t j1, Barrier2* bar) {
-  FlushDenormals ftz;
-  const int64_t T = a.T, B = a.B, H = a.H, GH = G * H;
-  float *db = a.db, *dph = a.dph;
-  for (int64_t t = T - 1; t >= 0; --t) {
-    const int64_t bt = (*a.bs)[t];
-    const float* cprev_t = t > 0 ? a.csp + (t - 1) * B * H : a.c0;
-    float* dG_t = a.dG + (a.goff ? a.goff[t] : t * B) * GH;  // (bt, G*H): this step's gate gradients
-    for (int64_t b = 0; b < bt; ++b) {
-      const float* g = a.gates + (t * B + b) * GH;
-      float* dg = dG_t + b * GH;
-      const float* cnb = a.cn + (t * B + b) * H;
-      const float* cpb = cprev_t + b * H;
-      const float* dyb = a.dy + (t * B + b) * H;
-      float* dhb = a.dh + b * H;
-      float* dcb = a.dc + b * H;
-      const float* kh = a.zh ? a.zh + (t * B + b) * H : a.zero;
-      const float* kc = a.zc ? a.zc + (t * B + b) * H : a.zero;
-      const float *pi = a.p_i, *pf = a.p_f, *po = a.p_o;
-      if (G == 4) {
-#pragma omp simd
-        for (int64_t j = j0; j < j1; ++j) {
-          const float d = dyb[j] + dhb[j];
-          const float dm = (1.f - kh[j]) * d;
-          const float i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j], cnew = cnb[j], cprev = cpb[j];
-          const float tc = tanhf_(cnew);
-          const float ao = dm * tc * o * (1.f - o);
-          const float dcarry = dcb[j];
-          const float dcn = dm * o * (1.f - tc * tc) + ao * po[j] + (1.f - kc[j]) * dcarry;
-          const float ai = dcn * gg * i * (1.f - i);
-          const float af = dcn * cprev * f * (1.f - f);
-          const float ag = dcn * i * (1.f - gg * gg);
-          dg[j] = ai; dg[H + j] = af; dg[2 * H + j] = ag; dg[3 * H + j] = ao;
-          db[j] += ai; db[H + j] += af; db[2 * H + j] += ag; db[3 * H + j] += ao;
-          if (PH) { dph[j] += ai * cprev; dph[H + j] += af * cprev; dph[2 * H + j] += ao * cnew; }
-          dcb[j] = kc[j] * dcarry + dcn * f + ai * pi[j] + af * pf[j];
-          dhb[j] = kh[j] * d;
-        }
-      } else {
-#pragma omp simd
-        for (int64_t j = j0; j < j1; ++j) {
-          const float d = dyb[j] + dhb[j];
-          const float dm = (1.f - kh[j]) * d;
-          const float f = g[j], gg = g[H + j], o = g[2 * H + j], cnew = cnb[j], cprev = cpb[j];
-          const float tc = tanhf_(cnew);
-          const float ao = dm * tc * o * (1.f - o);
-          const float dcarry = dcb[j];
-          const float dcn = dm * o * (1.f - tc * tc) + ao * po[j] + (1.f - kc[j]) * dcarry;
-          const float af = dcn * (cprev - gg) * f * (1.f - f);
-          const float ag = dcn * (1.f - f) * (1.f - gg * gg);
-          dg[j] = af; dg[H + j] = ag; dg[2 * H + j] = ao;
-          db[j] += af; db[H + j] += ag; db[2 * H + j] += ao;
-          if (PH) { dph[j] += af * cprev; dph[H + j] += ao * cnew; }
-          dcb[j] = kc[j] * dcarry + dcn * f + af * pf[j];
-          dhb[j] = kh[j] * d;
-        }
-      }
-    }
-    if (!a.goff)  // padded layout: finished rows get zero gradients
-      for (int64_t b = bt; b < B; ++b)
-        for (int q = 0; q < G; ++q) std::memset(dG_t + b * GH + q * H + j0, 0, sizeof(float) * (j1 - j0));
-    uint16_t* dG16 = a.dG16 ? a.dG16 + (t & 1) * B * a.GHp : nullptr;
-    if (dG16)
-      for (int64_t b = 0; b < bt; ++b)
-        for (int q = 0; q < G; ++q) to_bf16_n(dG_t + b * GH + q * H + j0, dG16 + b * a.GHp + q * H + j0, j1 - j0);
-    if (bar) bar->wait();  // dG_t complete (all units) before dG_t W_hh
-    // dh_{t-1}[:, j0:j1] += dG_t W_hh[:, j0:j1]
-    float* rec = a.rec;
-    for (int64_t b = 0; b < bt; ++b) std::memset(rec + b * H + j0, 0, sizeof(float) * (j1 - j0));
-#if defined(__AVX512BF16__)
-    if (dG16)
-      gemm_cols_bf16(bt, a.GHp / 2, dG16, a.GHp, a.Wb16, rec, H, j0, j1);
-    else
-#endif
-    gemm_packed_cols(bt, GH, dG_t, GH, a.w_hh, rec, H, j0, j1);
-    if (a.rd) {
-      for (int64_t b = 0; b < bt; ++b)
-#pragma omp simd
-        for (int64_t j = j0; j < j1; ++j) a.dh[b * H + j] += rec[b * H + j] * a.rd[b * H + j];
-    } else {
-      for (int64_t b = 0; b < bt; ++b)
-#pragma omp simd
-        for (int64_t j = j0; j < j1; ++j) a.dh[b * H + j] += rec[b * H + j];
-    }
-  }
-}
-
-// Backward of the fused path; same contract as lstm_bwd (lstm.cpp) without projection.
-std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd_fused(
-    const Tensor& dy, const Tensor& dhT, const Tensor& dcT, const Tensor& gates, const Tensor& cn, const float* csp,
-    const Tensor& c0, const Tensor& w_hh, const float* p_i, const float* p_f, const float* p_o, const float* zh,
-    const float* zc, const std::vector<int64_t>& bs, bool coupled, float* db, float* dph,
-    const std::vector<int64_t>* off, const float* rd) {
-  const int64_t T = gates.size(0), B = gates.size(1), GH = gates.size(2), H = cn.size(2);
-  const int G = coupled ? 3 : 4;
-  const int64_t U = (H + UB - 1) / UB;
-  auto opts = gates.options();
-  Tensor dG = off ? pool_empty({off->back(), GH}, opts) : pool_empty({T, B, GH}, opts);
-  // dh_T, dc_T undefined: zeros (the layer node's outputs h_T, c_T got no gradient)
-  auto carried = [&](const Tensor& g) {
-    return g.defined() ? g.to(at::kFloat).contiguous().clone() : at::zeros({B, H}, opts);
-  };
-  Tensor dh = carried(dhT), dc = carried(dcT), rec = at::empty({B, H}, opts);
-  Tensor zero = at::zeros({H}, opts);
-  const Tensor c0c = c0.contiguous();
-  const bool bf16 = kHasBf16 && w_hh.scalar_type() == at::kBFloat16;
-  const Tensor w = bf16 ? w_hh : pack_cols16(w_hh);  // fp32: W_hh (GH x H) as 16-column panels
-  const int64_t GHp = 2 * ((GH + 1) / 2);
-  Tensor wb16, dG16;
-#if defined(__AVX512BF16__)
-  if (bf16) {
-    wb16 = pack_cols_bf16(w_hh);  // (GH, H) as K x N
-    dG16 = at::zeros({2, B, GHp}, at::TensorOptions().dtype(at::kShort));
-  }
-#endif
-  BwdArgs a{T, B, H, G, dy.data_ptr<float>(), gates.data_ptr<float>(), cn.data_ptr<float>(), csp,
-            c0c.data_ptr<float>(), p_i ? p_i : zero.data_ptr<float>(), p_f ? p_f : zero.data_ptr<float>(),
-            p_o ? p_o : zero.data_ptr<float>(), zh, zc, zero.data_ptr<float>(),
-            bf16 ? nullptr : w.data_ptr<float>(), dG.data_ptr<float>(), dh.data_ptr<float>(), dc.data_ptr<float>(),
-            rec.data_ptr<float>(), &bs};
-  Tensor db_scratch;
-  if (!db) {
-    db_scratch = at::empty({GH}, opts);
-    db = db_scratch.data_ptr<float>();
-  }
-  std::memset(db, 0, sizeof(float) * GH);
-  a.db = db;
-  if (dph) std::memset(dph, 0, sizeof(float) * (G - 1) * H);
-  a.dph = dph;
-  a.goff = off ? off->data() : nullptr;
-  a.rd = rd;
-  if (bf16) {
-    a.Wb16 = reinterpret_cast<const uint16_t*>(wb16.data_ptr());
-    a.dG16 = reinterpret_cast<uint16_t*>(dG16.data_ptr());
-    a.GHp = GHp;
-  }
-  auto run = [&](int64_t j0, int64_t j1, Barrier2* bar) {
-    if (G == 4) {
-      if (dph) bwd_units<4, true>(a, j0, j1, bar); else bwd_units<4, false>(a, j0, j1, bar);
-    } else {
-      if (dph) bwd_units<3, true>(a, j0, j1, bar); else bwd_units<3, false>(a, j0, j1, bar);
-    }
-  };
-  if (use_two_threads(B, GH, H, U)) {
-    Barrier2 bar;
-    const int64_t split = std::min(H, ((U + 1) / 2) * UB);
-    std::function<void(int)> job = [&](int tid) { tid == 0 ? run(0, split, &bar) : run(split, H, &bar); };
-    if (!Team2::run(job)) run(0, H, nullptr);
-  } else {
-    run(0, H, nullptr);
-  }
-  return {dG, dh, dc, at::empty({0}, opts)};
 }
 
 }  // namespace lstmkit

@@ -107,6 +107,15 @@ inline int forced_threads() {
   return e ? std::atoi(e) : 0;
 }
 
+// Whether the fused LSTM loops split a step's U unit blocks between the two threads (B rows, a GH x K GEMM).
+inline bool use_two_threads(int64_t B, int64_t GH, int64_t K, int64_t U) {
+  const int forced = forced_threads();
+  if (forced == 1 || U < 2 || at::get_num_threads() < 2 || at::in_parallel_region()) return false;
+  if (forced >= 2) return true;
+  // below 12288 multiply-adds a step is a few hundred ns: the barrier would cost as much; above, ask the team
+  return B * GH * K >= 12288 && team_pays(B * GH * K);
+}
+
 // Run body(b0, b1, split) on the batch rows [0, B): split between the two threads of the team when each half has
 // enough work (rows are independent through the whole time loop, so no barrier is needed), else on one thread.
 // ``bs`` are the rows active per step (rows sorted longest first): the split point balances the total steps.
