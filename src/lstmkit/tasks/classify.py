@@ -222,7 +222,7 @@ def train(cfg: ClassifyConfig) -> dict:
         allv = np.concatenate(tr.series, axis=0)
         stats = {"mean": allv.mean(0), "std": allv.std(0) + 1e-8}
     xs, xte = normalise(tr.series, cfg.norm, stats), normalise(te.series, cfg.norm, stats)
-    s = dict(zip(("epochs", "batch_size", "hidden", "layers"), c.sizes(DEFAULTS)))
+    s = c.sizes(DEFAULTS)._asdict()
     fit_idx, val_idx = _stratified_split(y, cfg.val_fraction, np.random.default_rng(c.seed))
     model = LSTMClassifier(tr.dims, len(classes), hidden=s["hidden"], layers=s["layers"], cell=c.cell,
                            bidirectional=cfg.bidirectional, backend=c.backend)

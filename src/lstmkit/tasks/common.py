@@ -26,7 +26,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -55,10 +55,19 @@ class CommonConfig:
     time_budget: Optional[float] = None  # seconds of training; None = no limit
     backend: str = "auto"
 
-    def sizes(self, defaults: dict) -> tuple[int, int, int, int]:
-        """``(epochs, batch_size, hidden, layers)``: each flag, or the task's ``defaults`` entry where it is None."""
-        return (self.epochs or defaults["epochs"], self.batch_size or defaults["batch_size"],
-                self.hidden or defaults["hidden"], self.layers or defaults["layers"])
+    def sizes(self, defaults: dict) -> "Sizes":
+        """Each size flag, or the task's ``defaults`` entry where the flag is None."""
+        return Sizes(self.epochs or defaults["epochs"], self.batch_size or defaults["batch_size"],
+                     self.hidden or defaults["hidden"], self.layers or defaults["layers"])
+
+
+class Sizes(NamedTuple):
+    """The resolved size settings of a run (:meth:`CommonConfig.sizes`)."""
+
+    epochs: int
+    batch_size: int
+    hidden: int
+    layers: int
 
 
 def add_common_flags(parser: argparse.ArgumentParser, default_out: str) -> None:

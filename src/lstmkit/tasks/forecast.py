@@ -197,7 +197,7 @@ def resolve(cfg: ForecastConfig, series: Series, bundled: Optional[str]) -> dict
         raise UserError(f"--base={base!r} is not known; expected 'seasonal' or 'naive'")
     c = cfg.common
     return dict(horizon=horizon, season=season, window=window, val=val, base=base,
-                **dict(zip(("epochs", "batch_size", "hidden", "layers"), c.sizes(DEFAULTS))))
+                **c.sizes(DEFAULTS)._asdict())
 
 
 def _load(cfg: ForecastConfig) -> Tuple[Series, Optional[str]]:

@@ -260,6 +260,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fuse
   const int G = coupled ? 3 : 4;
   const int64_t U = (H + UB - 1) / UB;
   auto opts = gx.options();
+  const Tensor h0c = h0.contiguous();
+  // recurrent dropout: the GEMM reads h * mask, from two buffers; the first holds h0 * mask
+  Tensor hm;
+  if (rd) {
+    hm = at::empty({2, B, H}, opts);
+    float* hm0 = hm.data_ptr<float>();
+    for (int64_t k = 0; k < B * H; ++k) hm0[k] = h0c.data_ptr<float>()[k] * rd[k];
+  }
+  const float* h_in0 = rd ? hm.data_ptr<float>() : h0c.data_ptr<float>();  // what the first GEMM reads
   // bf16 weights: per-step GEMMs as bf16 dot products (fp32 accumulation), h kept as a bf16 copy for them
   const bool bf16 = kHasBf16 && w_hh.scalar_type() == at::kBFloat16;
   Tensor wp, wp16, h16;
@@ -268,11 +277,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fuse
 #if defined(__AVX512BF16__)
     wp16 = pack_panels_bf16(w_hh, G, H);
     h16 = at::zeros({2, B, KP2}, at::TensorOptions().dtype(at::kShort));
-    const Tensor h0f = h0.contiguous();
     uint16_t* hp16 = reinterpret_cast<uint16_t*>(h16.data_ptr());
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t j = 0; j < H; ++j)
-        hp16[b * KP2 + j] = to_bf16(h0f.data_ptr<float>()[b * H + j] * (rd ? rd[b * H + j] : 1.f));
+    for (int64_t b = 0; b < B; ++b) to_bf16_n(h_in0 + b * H, hp16 + b * KP2, H);
 #endif
   } else {
     wp = pack_panels(w_hh.to(at::kFloat), G, H);
@@ -284,7 +290,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fuse
   Tensor y;
   if (h0_before_y) {
     Tensor yx = pool_empty({T + 1, B, H}, opts);
-    std::memcpy(yx.data_ptr<float>(), h0.contiguous().data_ptr<float>(), sizeof(float) * B * H);
+    std::memcpy(yx.data_ptr<float>(), h0c.data_ptr<float>(), sizeof(float) * B * H);
     y = yx.narrow(0, 1, T);
   } else {
     y = pool_empty({T, B, H}, opts);
@@ -293,7 +299,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fuse
   Tensor cs = (zc && save) ? pool_empty({T, B, H}, opts) : at::empty({0}, opts);
   Tensor m = at::empty({0}, opts);
   Tensor c = c0.contiguous().clone();
-  const Tensor h0c = h0.contiguous();
   Tensor zero = at::zeros({H}, opts);
   FwdArgs a{T, B, H, G, gx.data_ptr<float>(), h0c.data_ptr<float>(), p_i ? p_i : zero.data_ptr<float>(),
             p_f ? p_f : zero.data_ptr<float>(), p_o ? p_o : zero.data_ptr<float>(), zh, zc, zero.data_ptr<float>(),
@@ -301,13 +306,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fuse
             cn.data_ptr<float>(), (zc && save) ? cs.data_ptr<float>() : nullptr, c.data_ptr<float>(), &bs};
   a.bias = bias;
   a.goff = off ? off->data() : nullptr;
-  Tensor hm;
-  if (rd) {  // h0 * mask into the first buffer
-    hm = at::empty({2, B, H}, opts);
-    float* hm0 = hm.data_ptr<float>();
-    for (int64_t k = 0; k < B * H; ++k) hm0[k] = h0c.data_ptr<float>()[k] * rd[k];
+  if (rd) {
     a.rd = rd;
-    a.hm = hm0;
+    a.hm = hm.data_ptr<float>();
   }
   a.gT = save ? B * G * H : 0;
   a.cT = save ? B * H : 0;
