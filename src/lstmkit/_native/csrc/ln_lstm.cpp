@@ -26,7 +26,9 @@ static inline void row_stats(const float* v, int64_t n, float* mean_out, float* 
 #pragma omp simd reduction(+ : var)
   for (int64_t k = 0; k < n; ++k) { const float d = v[k] - mean; var += d * d; }
   *mean_out = mean;
-  *rstd_out = 1.f / std::sqrt(var / (float)n + kLnEps);
+  // in double: under -ffast-math GCC turns a float 1/sqrt into rsqrt plus one Newton step (a few ulp off), and
+  // a layer norm over few values with a small variance amplifies that into the gradients
+  *rstd_out = (float)(1.0 / std::sqrt((double)var / (double)n + (double)kLnEps));
 }
 
 // normalise v (n values) into out; returns 1/std
