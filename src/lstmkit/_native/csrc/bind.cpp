@@ -3,6 +3,7 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include "gemm.h"
 #include "stream.h"
 
 namespace lstmkit {
@@ -100,6 +101,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
   mod.def("lstm_layer_infer", &lstmkit::lstm_layer_infer);
   mod.def("lstm_ln_layer", &lstmkit::lstm_ln_layer);
   // the engine's memory pool (pool.h): fp32 buffers for the input projection, and releasing what it holds
+  // the engine's fp32 GEMM for the products over all T*B rows (gemm.h): out = a b^T (+ bias)
+  mod.def("matmul_nt_out", &lstmkit::matmul_nt_out, py::arg("out"), py::arg("a"), py::arg("b"),
+          py::arg("bias") = py::none());
   mod.def("pool_empty", [](const std::vector<int64_t>& sizes) {
     return lstmkit::pool_empty(sizes, at::TensorOptions().dtype(at::kFloat));
   });

@@ -215,13 +215,14 @@ static inline at::Tensor pack_cols16(const at::Tensor& w_in) {
 // C[R, NQ*16] += A[R, K] Bp[K, NQ*16] for NQ consecutive 16-column panels of Bp (panel stride K*16); the last
 // panel's columns are masked by mk. NQ < 4 when a thread owns fewer than 64 columns: the absent panels cost nothing.
 // Kept out of line: inlined into the streaming step, it left GCC unable to vectorise that function's gate loop
-// (a 64-unit step went from 5.4 to 7 us).
-template <int R, int NQ>
+// (a 64-unit step went from 5.4 to 7 us). Load = false: C = A Bp (C is only written).
+template <int R, int NQ, bool Load = true>
 __attribute__((noinline)) static void packed_block(int64_t K, const float* A, int64_t lda, const float* Bp,
                                                    const __mmask16* mk, float* C, int64_t ldc) {
   __m512 acc[R][NQ];
   for (int r = 0; r < R; ++r)
-    for (int q = 0; q < NQ; ++q) acc[r][q] = _mm512_maskz_loadu_ps(mk[q], C + r * ldc + 16 * q);
+    for (int q = 0; q < NQ; ++q)
+      acc[r][q] = Load ? _mm512_maskz_loadu_ps(mk[q], C + r * ldc + 16 * q) : _mm512_setzero_ps();
   const int64_t ps = K * 16;  // panel stride
   int64_t k = 0;
   if (R * NQ <= 8) {
@@ -255,23 +256,23 @@ __attribute__((noinline)) static void packed_block(int64_t K, const float* A, in
 }
 
 // All M rows of one block of NQ panels: 6-row register blocks, then the remainder.
-template <int NQ>
+template <int NQ, bool Load>
 static inline void packed_rows(int64_t M, int64_t K, const float* A, int64_t lda, const float* panel,
                                const __mmask16* mk, float* C, int64_t ldc) {
   int64_t m = 0;
-  for (; m + 6 <= M; m += 6) packed_block<6, NQ>(K, A + m * lda, lda, panel, mk, C + m * ldc, ldc);
+  for (; m + 6 <= M; m += 6) packed_block<6, NQ, Load>(K, A + m * lda, lda, panel, mk, C + m * ldc, ldc);
   if (m < M)
     with_rows((int)(M - m), [&](auto r) {
-      packed_block<decltype(r)::value, NQ>(K, A + m * lda, lda, panel, mk, C + m * ldc, ldc);
+      packed_block<decltype(r)::value, NQ, Load>(K, A + m * lda, lda, panel, mk, C + m * ldc, ldc);
     });
 }
 #endif
 
 // C(M, [n0, n1)) += A(M, K) W(K, :) with W from pack_cols16; n0 a multiple of 16. Panel-outer, so each 64-column
 // block of W streams once per call through all row blocks; a block narrower than 64 columns (the last one, or a
-// thread's share of a small layer) runs only its panels.
+// thread's share of a small layer) runs only its panels. accumulate = false: C = A W (C is only written).
 static inline void gemm_packed_cols(int64_t M, int64_t K, const float* A, int64_t lda, const float* Bp, float* C,
-                                    int64_t ldc, int64_t n0, int64_t n1) {
+                                    int64_t ldc, int64_t n0, int64_t n1, bool accumulate = true) {
 #if defined(__AVX512F__)
   for (int64_t n = n0; n < n1; n += 64) {
     __mmask16 mk[4];
@@ -280,17 +281,22 @@ static inline void gemm_packed_cols(int64_t M, int64_t K, const float* A, int64_
       mk[q] = l >= 16 ? (__mmask16)0xFFFF : (l <= 0 ? (__mmask16)0 : (__mmask16)((1u << l) - 1));
     }
     const float* panel = Bp + (n / 16) * K * 16;
-    switch (std::min<int64_t>(4, (n1 - n + 15) / 16)) {
-      case 4: packed_rows<4>(M, K, A, lda, panel, mk, C + n, ldc); break;
-      case 3: packed_rows<3>(M, K, A, lda, panel, mk, C + n, ldc); break;
-      case 2: packed_rows<2>(M, K, A, lda, panel, mk, C + n, ldc); break;
-      default: packed_rows<1>(M, K, A, lda, panel, mk, C + n, ldc); break;
-    }
+    auto rows = [&](auto load) {
+      constexpr bool L = decltype(load)::value;
+      switch (std::min<int64_t>(4, (n1 - n + 15) / 16)) {
+        case 4: packed_rows<4, L>(M, K, A, lda, panel, mk, C + n, ldc); break;
+        case 3: packed_rows<3, L>(M, K, A, lda, panel, mk, C + n, ldc); break;
+        case 2: packed_rows<2, L>(M, K, A, lda, panel, mk, C + n, ldc); break;
+        default: packed_rows<1, L>(M, K, A, lda, panel, mk, C + n, ldc); break;
+      }
+    };
+    if (accumulate) rows(std::true_type{}); else rows(std::false_type{});
   }
 #else
   for (int64_t m = 0; m < M; ++m)
     for (int64_t k = 0; k < K; ++k)
-      for (int64_t n = n0; n < n1; ++n) C[m * ldc + n] += A[m * lda + k] * Bp[((n / 16) * K + k) * 16 + n % 16];
+      for (int64_t n = n0; n < n1; ++n)
+        C[m * ldc + n] = (accumulate || k ? C[m * ldc + n] : 0.f) + A[m * lda + k] * Bp[((n / 16) * K + k) * 16 + n % 16];
 #endif
 }
 
