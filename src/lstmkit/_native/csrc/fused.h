@@ -21,7 +21,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     bool coupled, bool save, const float* bias, bool h0_before_y = false,
     const std::vector<int64_t>* off = nullptr, const float* rd = nullptr);
 
-// Backward of lstm_fwd_fused: returns dG (T, B, G*H), dh0, dc0 (and an empty tensor). csp: carried cells.
+// Backward of lstm_fwd_fused: returns dG (T, B, G*H), dh0, dc0, and for bf16 weights dG as bf16 ((rows, G*H),
+// a view with row stride G*H rounded up to even; else an empty tensor). csp: carried cells.
 // db (G*H), when given, receives the bias gradient (dG summed over steps and rows), and dph (3H, coupled 2H) the
 // peephole gradient. off (step_offsets of bs): dG holds the active rows only, (off[T], G*H).
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_bwd_fused(

@@ -21,8 +21,8 @@ struct BwdArgs {
   float* dph = nullptr;  // peephole gradient (3H: p_i, p_f, p_o; coupled 2H), summed likewise (bwd_units<G, true>)
   const int64_t* goff = nullptr;  // dG holds active rows only: step t starts at row goff[t] (null: t * B)
   const float* rd = nullptr;      // recurrent-dropout mask (B, H): h_{t-1} entered the GEMM masked
-  const uint16_t* Wb16 = nullptr;  // bf16 path: W_hh packed by pack_cols_bf16, dG_t as bf16 (two buffers)
-  uint16_t* dG16 = nullptr;
+  const uint16_t* Wb16 = nullptr;  // bf16 path: W_hh packed by pack_cols_bf16, and dG as bf16 (rows like dG's,
+  uint16_t* dG16 = nullptr;         // row stride GHp): the per-step GEMM's input, and the caller's weight GEMMs'
   int64_t GHp = 0;
 };
 
@@ -86,10 +86,13 @@ static void bwd_units(const BwdArgs& a, int64_t j0, int64_t j1, Barrier2* bar) {
         }
       }
     }
+    uint16_t* dG16 = a.dG16 ? a.dG16 + (a.goff ? a.goff[t] : t * B) * a.GHp : nullptr;
     if (!a.goff)  // padded layout: finished rows get zero gradients
       for (int64_t b = bt; b < B; ++b)
-        for (int q = 0; q < G; ++q) std::memset(dG_t + b * GH + q * H + j0, 0, sizeof(float) * (j1 - j0));
-    uint16_t* dG16 = a.dG16 ? a.dG16 + (t & 1) * B * a.GHp : nullptr;
+        for (int q = 0; q < G; ++q) {
+          std::memset(dG_t + b * GH + q * H + j0, 0, sizeof(float) * (j1 - j0));
+          if (dG16) std::memset(dG16 + b * a.GHp + q * H + j0, 0, sizeof(uint16_t) * (j1 - j0));
+        }
     if (dG16)
       for (int64_t b = 0; b < bt; ++b)
         for (int q = 0; q < G; ++q) to_bf16_n(dG_t + b * GH + q * H + j0, dG16 + b * a.GHp + q * H + j0, j1 - j0);
@@ -140,7 +143,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd_fused(
 #if defined(__AVX512BF16__)
   if (bf16) {
     wb16 = pack_cols_bf16(w_hh);  // (GH, H) as K x N
-    dG16 = at::zeros({2, B, GHp}, at::TensorOptions().dtype(at::kShort));
+    dG16 = pool_empty({dG.numel() / GH, GHp}, opts.dtype(at::kBFloat16));  // every step's dG_t, as bf16
+    if (GHp != GH) dG16.narrow(1, GH, 1).zero_();  // the pad column pairs with W's zero row: keep it finite
   }
 #endif
   BwdArgs a{T, B, H, G, dy.data_ptr<float>(), gates.data_ptr<float>(), cn.data_ptr<float>(), csp,
@@ -161,7 +165,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd_fused(
   a.rd = rd;
   if (bf16) {
     a.Wb16 = reinterpret_cast<const uint16_t*>(wb16.data_ptr());
-    a.dG16 = reinterpret_cast<uint16_t*>(dG16.data_ptr());
+    a.dG16 = reinterpret_cast<uint16_t*>(dG16.data_ptr());  // bf16 bits
     a.GHp = GHp;
   }
   auto run = [&](int64_t j0, int64_t j1, Barrier2* bar) {
@@ -179,7 +183,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd_fused(
   } else {
     run(0, H, nullptr);
   }
-  return {dG, dh, dc, at::empty({0}, opts)};
+  return {dG, dh, dc, dG16.defined() ? dG16.narrow(1, 0, GH) : at::empty({0}, opts)};
 }
 
 }  // namespace lstmkit

@@ -163,8 +163,10 @@ struct LstmLayer : public torch::autograd::Function<LstmLayer> {
                                w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o, nullptr, nullptr, bs, coupled,
                                db.data_ptr<float>(), dph.defined() ? dph.data_ptr<float>() : nullptr,
                                packed ? &off : nullptr);
-    const Tensor& dG = std::get<0>(back);                          // (rows, G*H) fp32
-    const Tensor dG2 = pooled_as(dG, dt).view({off.back(), GH});  // the GEMMs run in the layer's dtype
+    const Tensor& dG = std::get<0>(back);  // (rows, G*H) fp32
+    // the GEMMs run in the layer's dtype: bf16 layers take the kernel's bf16 copy of dG (no conversion pass)
+    const Tensor dG2 = dt == at::kBFloat16 && std::get<3>(back).numel() ? std::get<3>(back)
+                                                                         : pooled_as(dG, dt).view({off.back(), GH});
     Tensor dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_ph;
     if (ctx->needs_input_grad(0)) {
       const Tensor dxr = matmul_nt(dG2, w_ih.t());  // (rows, D)

@@ -172,9 +172,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd(
   const float *p_i = o.p_i, *p_f = o.p_f, *p_o = o.p_o, *rdp = o.rdp, *zhp = o.zhp, *zcp = o.zcp, *zero = o.zero;
   const Tensor c0c = c0.contiguous();
   const float* csp = zcp ? cs.data_ptr<float>() : cn.data_ptr<float>();  // carried cells, per step
-  if (!proj)
-    return lstm_bwd_fused(dy, dhT, dcT, gates, cn, csp, c0c, w_hh, p_i, p_f, p_o, zhp, zcp,
-                          rows_per_step(batch_sizes, T, B), coupled, nullptr, nullptr, nullptr, rdp);
+  if (!proj) {  // the op's fourth output is d(h before projection): empty here (not the kernel's bf16 dG)
+    auto r = lstm_bwd_fused(dy, dhT, dcT, gates, cn, csp, c0c, w_hh, p_i, p_f, p_o, zhp, zcp,
+                            rows_per_step(batch_sizes, T, B), coupled, nullptr, nullptr, nullptr, rdp);
+    return {std::get<0>(r), std::get<1>(r), std::get<2>(r), at::empty({0}, opts)};
+  }
 
   Tensor dG = pool_empty({T, B, GH}, opts);
   Tensor dh = dhT.contiguous().clone(), dc = dcT.contiguous().clone();
