@@ -34,6 +34,12 @@ static Tensor pack_panels(const Tensor& w_hh, int G, int64_t H) {
     for (int64_t k0 = 0; k0 < K; k0 += 16) {
       const int64_t kn = std::min<int64_t>(16, K - k0);
       float* blk = dst + (u * K + k0) * GU;
+#if defined(__AVX512F__)
+      if (nl == UB && kn == 16) {  // a whole 16 x 16 tile per gate, transposed in registers
+        for (int q = 0; q < G; ++q) transpose16x16(src + (q * H + u * UB) * K + k0, K, blk + q * UB, GU);
+        continue;
+      }
+#endif
       for (int q = 0; q < G; ++q)
         for (int64_t l = 0; l < UB; ++l) {
           float* d = blk + q * UB + l;
