@@ -168,8 +168,7 @@ inline bool use_two_threads(int64_t B, int64_t GH, int64_t K, int64_t U) {
 }
 
 // Run body(b0, b1, split) on the batch rows [0, B): split between the two threads of the team when each half has
-// enough work (rows are independent through the whole time loop, so no barrier is needed) and the two threads
-// do run faster together (team_speedup), else on one thread.
+// enough work (rows are independent through the whole time loop, so no barrier is needed), else on one thread.
 // ``bs`` are the rows active per step (rows sorted longest first): the split point balances the total steps.
 template <class F>
 void split_rows(const std::vector<int64_t>& bs, int64_t B, int64_t macs_per_row_step, F&& body) {
@@ -177,7 +176,7 @@ void split_rows(const std::vector<int64_t>& bs, int64_t B, int64_t macs_per_row_
   int64_t total = 0;
   for (int64_t v : bs) total += v;
   const bool two = B >= 2 && forced != 1 && at::get_num_threads() >= 2 && !at::in_parallel_region() &&
-                   (forced >= 2 || (macs_per_row_step * B >= 16384 && team_speedup() >= 1.2));
+                   (forced >= 2 || macs_per_row_step * B >= 16384);
   if (!two) { body((int64_t)0, B, false); return; }
   // mid: the first row index where the rows before it hold half of all row-steps
   int64_t mid = 1, acc = 0;
