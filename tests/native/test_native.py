@@ -357,13 +357,3 @@ def test_bfloat16_inference_entry_accuracy(kw):
     assert y.dtype == torch.bfloat16
     assert (y.double() - truth).abs().max().item() <= 1.5 * err_ref + 1e-3
 
-
-def test_team_probe_reports_barrier_cost_and_speedup():
-    """What the two-thread decisions see: a positive barrier cost, and two threads' FMA speedup in [0, 2] (about 2
-    on two cores, about 1 on two hardware threads of one core)."""
-    from lstmkit._native import _C
-
-    torch.set_num_threads(2)
-    barrier_ns, speedup = _C.team_probe()
-    assert 0 < barrier_ns < 1e9
-    assert 0 <= speedup <= 2.0

@@ -104,8 +104,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
   // the engine's fp32 GEMM for the products over all T*B rows (gemm.h): out = a b^T (+ bias)
   mod.def("matmul_nt_out", &lstmkit::matmul_nt_out, py::arg("out"), py::arg("a"), py::arg("b"),
           py::arg("bias") = py::none());
-  // what the two-thread decisions see (team.h): a barrier round trip in ns, and two threads' FMA speedup
-  mod.def("team_probe", []() { return std::make_pair(lstmkit::team_barrier_ns(), lstmkit::team_speedup()); });
   mod.def("pool_empty", [](const std::vector<int64_t>& sizes) {
     return lstmkit::pool_empty(sizes, at::TensorOptions().dtype(at::kFloat));
   });

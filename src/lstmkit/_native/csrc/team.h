@@ -13,9 +13,6 @@
 #include <omp.h>
 #endif
 #include <thread>
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #define LSTMKIT_PAUSE() _mm_pause()
@@ -88,60 +85,12 @@ inline double team_barrier_ns() {
   return (double)cost.load();
 }
 
-// A loop of independent FMAs on registers, `iters` x 8 of them (the probe of team_speedup).
-inline void fma_probe(int iters) {
-#if defined(__AVX512F__)
-  __m512 a[8];
-  for (int i = 0; i < 8; ++i) a[i] = _mm512_set1_ps(1.f + i * 1e-3f);
-  const __m512 m = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-3f);
-  for (int it = 0; it < iters; ++it)
-    for (int i = 0; i < 8; ++i) a[i] = _mm512_fmadd_ps(a[i], m, c);
-  volatile float sink = 0.f;
-  for (int i = 0; i < 8; ++i) sink += _mm512_reduce_add_ps(a[i]);
-  (void)sink;
-#else
-  volatile float x = 1.f;
-  for (int it = 0; it < iters * 8; ++it) x = x * 0.999f + 1e-3f;
-#endif
-}
-
-// How much faster the two team threads do FMA work together than one thread alone: about 2 when they run on two
-// cores, about 1 when the two vCPUs are hardware threads of one core (they share its FMA units) or the partner
-// is not running. On this VM it moved between the two within minutes, so, like the barrier's cost, it is
-// re-measured at most once a second (about 0.1 ms of probing).
-inline double team_speedup() {
-  using clock = std::chrono::steady_clock;
-  static std::atomic<int64_t> speedup_milli{-1}, stamp{0};
-  const int64_t now = clock::now().time_since_epoch().count();
-  if (speedup_milli.load() < 0 || now - stamp.load() > 1000000000LL) {
-    stamp.store(now);
-    constexpr int kIters = 4096;  // 32768 FMAs: about 10 us on one core
-    std::function<void(int)> job = [&](int) { fma_probe(kIters); };
-    Team2::run(job);  // wake the team and the vector units
-    // the fastest of three tries each: a try the hypervisor interrupted says nothing about the cores
-    double one = 1e9, two = 1e9;
-    bool ran = true;
-    for (int rep = 0; rep < 3 && ran; ++rep) {
-      auto t0 = clock::now();
-      fma_probe(kIters);
-      one = std::min(one, std::chrono::duration<double>(clock::now() - t0).count());
-      t0 = clock::now();
-      ran = Team2::run(job);
-      two = std::min(two, std::chrono::duration<double>(clock::now() - t0).count());
-    }
-    speedup_milli.store(ran ? (int64_t)(1000.0 * std::min(2.0, 2.0 * one / two)) : 1000);
-  }
-  return speedup_milli.load() / 1000.0;
-}
-
 // Whether splitting a recurrence step of ``macs`` multiply-adds between the two threads (one barrier per step)
-// beats one thread: a small step runs at about 15 multiply-adds per ns on one core, and the split must save more
-// than the barrier costs, with a margin of 1.5. What it saves depends on team_speedup: half the step on two
-// cores, nothing on two hardware threads of one core.
+// beats one thread: a small step runs at about 15 multiply-adds per ns on one core, and halving it must save
+// more than the barrier costs (with a margin of 1.5).
 inline bool team_pays(int64_t macs) {
   const double one_thread_ns = (double)macs / 15.0;
-  const double saved_ns = one_thread_ns * (1.0 - 1.0 / team_speedup());
-  return team_barrier_ns() * 1.5 < saved_ns;
+  return team_barrier_ns() * 3.0 < one_thread_ns;
 }
 
 }  // namespace lstmkit
