@@ -356,4 +356,3 @@ def test_bfloat16_inference_entry_accuracy(kw):
         y = nat16(x.bfloat16())[0]
     assert y.dtype == torch.bfloat16
     assert (y.double() - truth).abs().max().item() <= 1.5 * err_ref + 1e-3
-
