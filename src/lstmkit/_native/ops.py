@@ -321,10 +321,8 @@ class _Projection(torch.autograd.Function):
 
 
 def _matmul(a: Tensor, b: Tensor) -> Tensor:
-    """``a @ b`` for a (M, K) and b (K, N): the engine's GEMM in fp32, ATen's for other dtypes."""
-    if a.dtype != torch.float32 or b.dtype != torch.float32:
-        return a.mm(b)
-    out = torch.empty(a.size(0), b.size(1))
+    """``a @ b`` for fp32 a (M, K) and b (K, N) on the engine's GEMM (csrc/gemm.h)."""
+    out = a.new_empty(a.size(0), b.size(1))
     _C.matmul_nt_out(out, a, b.t())
     return out
 

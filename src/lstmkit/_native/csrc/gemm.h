@@ -29,14 +29,13 @@ inline void matmul_nt_into(at::Tensor& out, const at::Tensor& a, const at::Tenso
               ": expected a (M, K), b (N, K), out (M, N) contiguous");
   const int64_t M = a.size(0), K = a.size(1), N = b.size(0);
   if (M == 0 || N == 0) return;
-#if !defined(__AVX512F__)
-  // the panel kernel is AVX-512 only (its scalar fallback is for correctness, not speed)
-  at::mm_out(out, a, b.t());
-  if (bias) out.add_(at::from_blob(const_cast<float*>(bias), {N}, out.options()));
-  return;
+#if defined(__AVX512F__)
+  constexpr bool kPanels = true;
+#else
+  constexpr bool kPanels = false;  // the panel kernel is AVX-512 only (its scalar fallback is for correctness)
 #endif
-  if (K == 0) {
-    out.zero_();
+  if (!kPanels || K == 0) {
+    at::mm_out(out, a, b.t());
     if (bias) out.add_(at::from_blob(const_cast<float*>(bias), {N}, out.options()));
     return;
   }
@@ -53,8 +52,7 @@ inline void matmul_nt_into(at::Tensor& out, const at::Tensor& a, const at::Tenso
     }
   };
   const int forced = forced_threads();
-  const bool two = M >= 12 && forced != 1 && at::get_num_threads() >= 2 && !at::in_parallel_region() &&
-                   (forced >= 2 || M * N * K >= kTeamMacs);
+  const bool two = M >= 12 && team_allowed(forced) && (forced >= 2 || M * N * K >= kTeamMacs);
   if (two) {
     const int64_t mid = (M / 2 + 5) / 6 * 6;  // whole 6-row register blocks on the first thread
     std::function<void(int)> job = [&](int tid) { tid == 0 ? rows(0, mid) : rows(mid, M); };

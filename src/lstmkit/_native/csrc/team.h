@@ -107,10 +107,16 @@ inline int forced_threads() {
   return e ? std::atoi(e) : 0;
 }
 
+// Whether the two-thread team may run at all: not forced to one thread, two intra-op threads allowed (so
+// torch.set_num_threads(1) implies one), and not already inside a parallel region.
+inline bool team_allowed(int forced) {
+  return forced != 1 && at::get_num_threads() >= 2 && !at::in_parallel_region();
+}
+
 // Whether the fused LSTM loops split a step's U unit blocks between the two threads (B rows, a GH x K GEMM).
 inline bool use_two_threads(int64_t B, int64_t GH, int64_t K, int64_t U) {
   const int forced = forced_threads();
-  if (forced == 1 || U < 2 || at::get_num_threads() < 2 || at::in_parallel_region()) return false;
+  if (U < 2 || !team_allowed(forced)) return false;
   if (forced >= 2) return true;
   // below 12288 multiply-adds a step is a few hundred ns: the barrier would cost as much; above, ask the team
   return B * GH * K >= 12288 && team_pays(B * GH * K);
@@ -124,8 +130,7 @@ void split_rows(const std::vector<int64_t>& bs, int64_t B, int64_t macs_per_row_
   const int forced = forced_threads();
   int64_t total = 0;
   for (int64_t v : bs) total += v;
-  const bool two = B >= 2 && forced != 1 && at::get_num_threads() >= 2 && !at::in_parallel_region() &&
-                   (forced >= 2 || macs_per_row_step * B >= 16384);
+  const bool two = B >= 2 && team_allowed(forced) && (forced >= 2 || macs_per_row_step * B >= 16384);
   if (!two) { body((int64_t)0, B, false); return; }
   // mid: the first row index where the rows before it hold half of all row-steps
   int64_t mid = 1, acc = 0;
