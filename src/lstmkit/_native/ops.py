@@ -315,7 +315,7 @@ class _Projection(torch.autograd.Function):
         x2, w = ctx.saved_tensors
         g2 = g.reshape(-1, g.size(-1))  # (T*B, G*H)
         dx = _matmul(g2, w).view(ctx.x_shape) if ctx.needs_input_grad[0] else None
-        dw = g2.t().mm(x2) if ctx.needs_input_grad[1] else None
+        dw = _C.matmul_tn(g2, [x2])[0] if ctx.needs_input_grad[1] else None  # g^T x (csrc/gemm_tn.h)
         db = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return dx, dw, db
 

@@ -4,6 +4,7 @@
 #include <torch/library.h>
 
 #include "gemm.h"
+#include "gemm_tn.h"
 #include "stream.h"
 
 namespace lstmkit {
@@ -104,6 +105,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
   // the engine's fp32 GEMM for the products over all T*B rows (gemm.h): out = a b^T (+ bias)
   mod.def("matmul_nt_out", &lstmkit::matmul_nt_out, py::arg("out"), py::arg("a"), py::arg("b"),
           py::arg("bias") = py::none());
+  mod.def("matmul_tn", &lstmkit::matmul_tn, py::arg("a"), py::arg("bs"));
   mod.def("pool_empty", [](const std::vector<int64_t>& sizes) {
     return lstmkit::pool_empty(sizes, at::TensorOptions().dtype(at::kFloat));
   });

@@ -8,6 +8,7 @@
 // registered torch ops.
 #include "fused.h"
 #include "gemm.h"
+#include "gemm_tn.h"
 #include "kernels.h"
 
 #include <torch/csrc/autograd/custom_function.h>
@@ -68,21 +69,34 @@ Tensor peephole_grad(const Tensor& dA, const Tensor& c0, const Tensor& cn, bool 
   return at::cat({(block(0) * c_prev).sum({0, 1}), (block(1) * c_prev).sum({0, 1}), (block(3) * cn).sum({0, 1})});
 }
 
-// dW_hh = sum_t dG_t^T h_{t-1} over dG2 (T*B, G*H): h_{-1} = h0, then the outputs y_0 .. y_{T-2}. When y is
-// lstm_fwd_fused's, h0 sits just before it in the same buffer and H_prev = [h0; y_0 .. y_{T-2}] is a view (one
-// GEMM); else two GEMMs (no copy of y). off (with bs): dG2 holds only the active rows, and so must H_prev.
+// a^T b over all rows: the engine's TN GEMM (gemm_tn.h) in fp32, ATen's mm otherwise
+Tensor mm_tn(const Tensor& a, const Tensor& b) {
+  return a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat ? matmul_tn(a, {b})[0] : a.t().mm(b);
+}
+
+// H_prev = [h0; y_0 .. y_{T-2}] (rows, H) as one matrix, or undefined when it would need a copy of y. When y is
+// lstm_fwd_fused's, h0 sits just before it in the same buffer and H_prev is a view. off (with bs): the weight
+// gradients take only the active rows, and so must H_prev.
+Tensor h_prev_rows(const Tensor& h0, const Tensor& y, bool h0_before_y, const std::vector<int64_t>* bs,
+                   const std::vector<int64_t>* off) {
+  const int64_t T = y.size(0), B = y.size(1), H = y.size(2);
+  const bool view = h0_before_y && y.is_contiguous() && y.storage_offset() >= B * H;
+  if (!view && !off) return Tensor();
+  const Tensor hp = view ? y.as_strided({T * B, H}, {H, 1}, y.storage_offset() - B * H)
+                         : at::cat({h0.unsqueeze(0), y.narrow(0, 0, T - 1)}).view({T * B, H});
+  return off ? active_rows(hp, *bs, *off, B) : hp;
+}
+
+// dW_hh = sum_t dG_t^T h_{t-1} over dG2 (T*B, G*H): one GEMM over H_prev when it is one matrix (h_prev_rows),
+// else two (h0's rows, then y's; no copy of y).
 Tensor recurrent_weight_grad(const Tensor& dG2, const Tensor& h0, const Tensor& y, bool h0_before_y = false,
                              const std::vector<int64_t>* bs = nullptr, const std::vector<int64_t>* off = nullptr) {
   const int64_t T = y.size(0), B = y.size(1), H = y.size(2);
-  const bool view = h0_before_y && y.is_contiguous() && y.storage_offset() >= B * H;
-  if (view || off) {
-    const Tensor hp = view ? y.as_strided({T * B, H}, {H, 1}, y.storage_offset() - B * H)
-                           : at::cat({h0.unsqueeze(0), y.narrow(0, 0, T - 1)}).view({T * B, H});
-    return dG2.t().mm(off ? active_rows(hp, *bs, *off, B) : hp);
-  }
-  Tensor d = dG2.narrow(0, 0, B).t().mm(h0);
-  if (T > 1) d.addmm_(dG2.narrow(0, B, (T - 1) * B).t(), y.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}));
-  return d;
+  const Tensor hp = h_prev_rows(h0, y, h0_before_y, bs, off);
+  if (hp.defined()) return mm_tn(dG2, hp);
+  if (T == 1) return mm_tn(dG2, h0);
+  Tensor d = mm_tn(dG2.narrow(0, B, (T - 1) * B), y.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}));
+  return d.addmm_(dG2.narrow(0, 0, B).t(), h0);
 }
 
 // ``t`` as a contiguous ``dtype`` tensor, copied into pooled memory when it is not one already (the bf16 <-> fp32
@@ -172,9 +186,18 @@ struct LstmLayer : public torch::autograd::Function<LstmLayer> {
       const Tensor dxr = matmul_nt(dG2, w_ih.t());  // (rows, D)
       dx = (packed ? padded_rows(dxr, bs, off, B) : dxr).view(ctx->saved_data["x_sizes"].toIntVector());
     }
-    if (ctx->needs_input_grad(1)) d_w_ih = dG2.t().mm(xin);
-    if (ctx->needs_input_grad(2))
-      d_w_hh = recurrent_weight_grad(dG2, h0.to(dt), y, dt == at::kFloat, &bs, packed ? &off : nullptr);
+    // dW_ih = dG^T X and dW_hh = dG^T H_prev: in fp32 one pass over dG for both (gemm_tn.h's merged GEMM)
+    const bool want_ih = ctx->needs_input_grad(1), want_hh = ctx->needs_input_grad(2);
+    const Tensor hp = want_ih && want_hh && dt == at::kFloat
+                          ? h_prev_rows(h0, y, true, &bs, packed ? &off : nullptr) : Tensor();
+    if (hp.defined()) {
+      std::vector<Tensor> w = matmul_tn(dG2, {xin, hp});
+      d_w_ih = w[0];
+      d_w_hh = w[1];
+    } else {
+      if (want_ih) d_w_ih = mm_tn(dG2, xin);
+      if (want_hh) d_w_hh = recurrent_weight_grad(dG2, h0.to(dt), y, dt == at::kFloat, &bs, packed ? &off : nullptr);
+    }
     const bool g_ih = ctx->saved_data["has_b_ih"].toBool() && ctx->needs_input_grad(3);
     const bool g_hh = ctx->saved_data["has_b_hh"].toBool() && ctx->needs_input_grad(4);
     if (g_ih || g_hh) {  // both biases get the same gradient (each its own tensor: they accumulate separately)
@@ -250,7 +273,7 @@ struct LstmLnLayer : public torch::autograd::Function<LstmLnLayer> {
                 d_ln_c_b.data_ptr<float>(), n_c.data_ptr<float>(), d_ln_c_w.data_ptr<float>());
     Tensor dx, d_w_ih, d_w_hh, d_w_ph;
     if (ctx->needs_input_grad(0)) dx = matmul_nt(d_proj, w_ih.t()).view(ctx->saved_data["x_sizes"].toIntVector());
-    if (ctx->needs_input_grad(1)) d_w_ih = d_proj.t().mm(x2);
+    if (ctx->needs_input_grad(1)) d_w_ih = mm_tn(d_proj, x2);
     if (ctx->needs_input_grad(6)) d_w_hh = recurrent_weight_grad(dGh.view({T * B, GH}), h0, y);
     if (w_ph.defined() && ctx->needs_input_grad(11)) d_w_ph = peephole_grad(dA, c0, cn, coupled);
     // ln_ih_b, b_ih and b_hh enter as one sum: the same gradient, a tensor each
