@@ -231,7 +231,7 @@ def test_stream_rejects_bad_input():
                                       (lnn.LSTM, {"coupled": True, "peephole": True}, 41),
                                       (lnn.LSTM, {"proj_size": 4, "bidirectional": True}, 16), (lnn.GRU, {}, 16),
                                       (lnn.RNN, {}, 16)])
-def test_bfloat16_at_least_as_accurate_as_reference(cls, kw, H):
+def test_bfloat16_at_least_as_accurate_as_reference(cls, kw, H, batch=3):
     """bf16: native (bf16 GEMMs, fp32 state and accumulation) is within 1.5x the reference bf16 error, against
     float64 truth. Coupled at H=41: 3H is odd, so the kernel's bf16 gate gradients carry a pad column."""
     torch.manual_seed(0)
@@ -241,9 +241,9 @@ def test_bfloat16_at_least_as_accurate_as_reference(cls, kw, H):
               "f64": cls(8, H, backend="reference", **kw).double()}
     for m in models.values():
         m.load_state_dict(base.state_dict())
-    x = torch.randn(10, 3, 8)
+    x = torch.randn(10, batch, 8)
     # with lengths (an LSTM's C++ node then keeps the active rows only) and without
-    for lengths in (torch.tensor([10, 4, 7]), None):
+    for lengths in (torch.tensor([10, 4, 7] + [1 + (3 * i) % 10 for i in range(batch - 3)]), None):
         res = {}
         for name, m in models.items():
             m.zero_grad(set_to_none=True)
@@ -288,6 +288,14 @@ def test_bfloat16_two_threads(kw, monkeypatch):
     """The bf16 fused loop on two threads (uneven unit split, odd pair padding) keeps the same accuracy."""
     _use_threads(2, monkeypatch)
     test_bfloat16_at_least_as_accurate_as_reference(lnn.LSTM, kw, H=41)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bfloat16_many_rows(threads, monkeypatch):
+    """13 rows: the bf16 backward GEMM's 6-row register blocks and a remainder (and, with lengths, every count of
+    active rows from 13 down), with a partial 16-column block (H=41)."""
+    _use_threads(threads, monkeypatch)
+    test_bfloat16_at_least_as_accurate_as_reference(lnn.LSTM, {"peephole": True}, H=41, batch=13)
 
 
 @pytest.mark.parametrize("scale", [50.0, 1e4])

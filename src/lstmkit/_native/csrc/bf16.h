@@ -101,30 +101,34 @@ static Tensor pack_cols_bf16(const Tensor& w /* (K, N) */) {
   return wp;
 }
 
-// C(M, [n0, n1)) += A(M, K) W(K, N): A bf16 rows (pairs along K, lda even), W from pack_cols_bf16, n0 % 16 == 0
-template <int R>
-static inline void cols_bf16_block(int64_t KP, const uint16_t* A, int64_t lda, const uint16_t* Wp, int64_t nb0,
-                                   int nq, const __mmask16* mk, float* C, int64_t ldc, int64_t n) {
-  __m512 acc[R][4];
+// C[R, 0:NQ*16] (+)= A(R, K) W(K, nb0*16 ..): A bf16 rows (pairs along K, lda even), W from pack_cols_bf16 (its
+// zero-padded 16-column panels are read whole; the stores are masked by mk). R, NQ and Load are compile-time so
+// that GCC keeps the R x NQ accumulators in registers (with a run-time NQ it kept them on the stack).
+template <int R, int NQ, bool Load>
+__attribute__((noinline)) static void cols_bf16_block(int64_t KP, const uint16_t* A, int64_t lda, const uint16_t* Wp,
+                                                      int64_t nb0, const __mmask16* mk, float* C, int64_t ldc) {
+  __m512 acc[R][NQ];
   for (int r = 0; r < R; ++r)
-    for (int q = 0; q < 4; ++q)
-      acc[r][q] = q < nq ? _mm512_maskz_loadu_ps(mk[q], C + r * ldc + n + 16 * q) : _mm512_setzero_ps();
+    for (int q = 0; q < NQ; ++q)
+      acc[r][q] = Load ? _mm512_maskz_loadu_ps(mk[q], C + r * ldc + 16 * q) : _mm512_setzero_ps();
   for (int64_t kp = 0; kp < KP; ++kp) {
-    __m512i b[4];
-    for (int q = 0; q < nq; ++q) b[q] = _mm512_loadu_si512(Wp + (((nb0 + q) * KP + kp) * 16) * 2);
+    __m512i b[NQ];
+    for (int q = 0; q < NQ; ++q) b[q] = _mm512_loadu_si512(Wp + (((nb0 + q) * KP + kp) * 16) * 2);
     for (int r = 0; r < R; ++r) {
       int32_t pair;
       std::memcpy(&pair, A + r * lda + 2 * kp, 4);
       const __m512i a = _mm512_set1_epi32(pair);
-      for (int q = 0; q < nq; ++q) acc[r][q] = _mm512_dpbf16_ps(acc[r][q], (__m512bh)a, (__m512bh)b[q]);
+      for (int q = 0; q < NQ; ++q) acc[r][q] = _mm512_dpbf16_ps(acc[r][q], (__m512bh)a, (__m512bh)b[q]);
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int q = 0; q < nq; ++q) _mm512_mask_storeu_ps(C + r * ldc + n + 16 * q, mk[q], acc[r][q]);
+    for (int q = 0; q < NQ; ++q) _mm512_mask_storeu_ps(C + r * ldc + 16 * q, mk[q], acc[r][q]);
 }
 
+// C(M, [n0, n1)) (+)= A(M, K) W(K, N) in 6-row x 64-column register blocks; n0 % 16 == 0. accumulate = false:
+// C = A W (C is only written).
 static void gemm_cols_bf16(int64_t M, int64_t KP, const uint16_t* A, int64_t lda, const uint16_t* Wp, float* C,
-                           int64_t ldc, int64_t n0, int64_t n1) {
+                           int64_t ldc, int64_t n0, int64_t n1, bool accumulate) {
   for (int64_t n = n0; n < n1; n += 64) {
     const int64_t left = std::min<int64_t>(64, n1 - n);
     const int nq = (int)((left + 15) / 16);
@@ -133,9 +137,23 @@ static void gemm_cols_bf16(int64_t M, int64_t KP, const uint16_t* A, int64_t lda
       const int64_t l = left - 16 * q;
       mk[q] = l >= 16 ? (__mmask16)0xFFFF : (l <= 0 ? (__mmask16)0 : (__mmask16)((1u << l) - 1));
     }
-    int64_t m = 0;
-    for (; m + 4 <= M; m += 4) cols_bf16_block<4>(KP, A + m * lda, lda, Wp, n / 16, nq, mk, C + m * ldc, ldc, n);
-    for (; m < M; ++m) cols_bf16_block<1>(KP, A + m * lda, lda, Wp, n / 16, nq, mk, C + m * ldc, ldc, n);
+    for (int64_t m = 0; m < M; m += 6) {
+      auto run = [&](auto r, auto load) {
+        constexpr int R = decltype(r)::value;
+        constexpr bool L = decltype(load)::value;
+        const uint16_t* a = A + m * lda;
+        float* c = C + m * ldc + n;
+        switch (nq) {
+          case 4: cols_bf16_block<R, 4, L>(KP, a, lda, Wp, n / 16, mk, c, ldc); break;
+          case 3: cols_bf16_block<R, 3, L>(KP, a, lda, Wp, n / 16, mk, c, ldc); break;
+          case 2: cols_bf16_block<R, 2, L>(KP, a, lda, Wp, n / 16, mk, c, ldc); break;
+          default: cols_bf16_block<R, 1, L>(KP, a, lda, Wp, n / 16, mk, c, ldc); break;
+        }
+      };
+      with_rows((int)std::min<int64_t>(6, M - m), [&](auto r) {
+        if (accumulate) run(r, std::true_type{}); else run(r, std::false_type{});
+      });
+    }
   }
 }
 #else

@@ -98,14 +98,13 @@ static void bwd_units(const BwdArgs& a, int64_t j0, int64_t j1, Barrier2* bar) {
         for (int q = 0; q < G; ++q) to_bf16_n(dG_t + b * GH + q * H + j0, dG16 + b * a.GHp + q * H + j0, j1 - j0);
     if (bar) bar->wait();  // dG_t complete (all units) before dG_t W_hh
     // dh_{t-1}[:, j0:j1] += dG_t W_hh[:, j0:j1]
-    float* rec = a.rec;
-    for (int64_t b = 0; b < bt; ++b) std::memset(rec + b * H + j0, 0, sizeof(float) * (j1 - j0));
+    float* rec = a.rec;  // written whole by either GEMM (accumulate = false)
 #if defined(__AVX512BF16__)
     if (dG16)
-      gemm_cols_bf16(bt, a.GHp / 2, dG16, a.GHp, a.Wb16, rec, H, j0, j1);
+      gemm_cols_bf16(bt, a.GHp / 2, dG16, a.GHp, a.Wb16, rec, H, j0, j1, /*accumulate=*/false);
     else
 #endif
-    gemm_packed_cols(bt, GH, dG_t, GH, a.w_hh, rec, H, j0, j1);
+    gemm_packed_cols(bt, GH, dG_t, GH, a.w_hh, rec, H, j0, j1, /*accumulate=*/false);
     if (a.rd) {
       for (int64_t b = 0; b < bt; ++b)
 #pragma omp simd
