@@ -90,7 +90,9 @@ static inline void tn_pack_b(const TnOperand& op, int64_t K, float* dst, int64_t
 static inline void tn_rows(const float* A, int64_t lda, int64_t K, int64_t m_lo, int64_t m_hi,
                            const std::vector<TnOperand>& ops, const std::vector<const float*>& bp) {
   constexpr int64_t kMc = 96, kKc = 256;
-  std::vector<float> ap((size_t)kMc * kKc);
+  // the packed dG block (192 KB): kept per thread, so a call does not map and fault in fresh pages each time
+  thread_local std::vector<float> ap;
+  ap.resize((size_t)kMc * kKc);
   for (int64_t m0 = m_lo; m0 < m_hi; m0 += kMc) {
     const int64_t mn = std::min(kMc, m_hi - m0), nsl = (mn + 5) / 6;
     for (int64_t k0 = 0; k0 < K; k0 += kKc) {
