@@ -25,7 +25,7 @@ static_assert(UB == kBf16UB, "bf16 and fp32 panels hold the same units");
 // row-by-row copy writes with a 256-byte stride and cost about 1 ns per weight).
 static Tensor pack_panels(const Tensor& w_hh, int G, int64_t H) {
   const int64_t K = w_hh.size(1), U = (H + UB - 1) / UB, GU = G * UB;
-  Tensor wp = at::empty({U, K, GU}, w_hh.options());
+  Tensor wp = pool_empty({U, K, GU}, w_hh.options());  // pooled: a multi-MB W_hh would page-fault per call
   const Tensor w = w_hh.contiguous();
   const float* src = w.data_ptr<float>();
   float* dst = wp.data_ptr<float>();

@@ -64,7 +64,7 @@ inline void matmul_nt_into(at::Tensor& out, const at::Tensor& a, const at::Tenso
 // a (M, K) b^T as a new tensor (fp32), or from ATen's mm for other dtypes.
 inline at::Tensor matmul_nt(const at::Tensor& a, const at::Tensor& b) {
   if (a.scalar_type() != at::kFloat || b.scalar_type() != at::kFloat) return a.mm(b.t());
-  at::Tensor out = at::empty({a.size(0), b.size(0)}, a.options());
+  at::Tensor out = pool_empty({a.size(0), b.size(0)}, a.options());
   matmul_nt_into(out, a, b);
   return out;
 }

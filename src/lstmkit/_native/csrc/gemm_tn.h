@@ -202,7 +202,7 @@ inline std::vector<at::Tensor> matmul_tn(const at::Tensor& a, const std::vector<
                 b.scalar_type(), ": expected (", K, ", N) fp32 (a is ", a.sizes(), ")");
     const at::Tensor bc = b.stride(1) == 1 && b.stride(0) >= b.size(1) ? b : b.contiguous();
     keep.push_back(bc);
-    outs.push_back(at::empty({M, b.size(1)}, a.options()));
+    outs.push_back(pool_empty({M, b.size(1)}, a.options()));
     ops.push_back({bc.data_ptr<float>(), bc.stride(0), bc.size(1), outs.back().data_ptr<float>(), b.size(1)});
   }
   matmul_tn_multi(ac.data_ptr<float>(), ac.stride(0), K, M, ops);

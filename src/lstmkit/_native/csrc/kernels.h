@@ -228,7 +228,7 @@ static inline at::Tensor pack_cols16(const at::Tensor& w_in) {
   at::Tensor w = w_in.to(at::kFloat);
   if (w.stride(1) != 1 && w.stride(0) != 1) w = w.contiguous();
   const int64_t K = w.size(0), N = w.size(1), NB = (N + 15) / 16, sk = w.stride(0), sn = w.stride(1);
-  at::Tensor bp = at::empty({NB + 3, K, 16}, w.options());
+  at::Tensor bp = pool_empty({NB + 3, K, 16}, w.options());  // pooled: a multi-MB W would page-fault per call
   float* dst = bp.data_ptr<float>();
   const float* src = w.data_ptr<float>();
   std::memset(dst + NB * K * 16, 0, sizeof(float) * 3 * K * 16);
