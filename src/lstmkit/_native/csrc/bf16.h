@@ -36,7 +36,7 @@ constexpr bool kHasBf16 = true;
 // (U, ceil(K/2), G*kBf16UB, 2): panel u, pair kp holds (W[k=2kp][col], W[2kp+1][col]) for its G*16 columns
 static Tensor pack_panels_bf16(const Tensor& w_hh, int G, int64_t H) {
   const int64_t K = w_hh.size(1), U = (H + kBf16UB - 1) / kBf16UB, KP = (K + 1) / 2;
-  Tensor wp = at::zeros({U, KP, G * kBf16UB, 2}, at::TensorOptions().dtype(at::kShort));
+  Tensor wp = pool_empty({U, KP, G * kBf16UB, 2}, at::TensorOptions().dtype(at::kShort)).zero_();  // pooled (see pool.h)
   const Tensor w = w_hh.to(at::kBFloat16).contiguous();
   const uint16_t* src = reinterpret_cast<const uint16_t*>(w.data_ptr());
   uint16_t* dst = reinterpret_cast<uint16_t*>(wp.data_ptr());
@@ -92,7 +92,7 @@ static void panel_gemm_bf16_rows(int R, int64_t KP, const uint16_t* A, int64_t l
 // (ceil(N/16), ceil(K/2), 16, 2): W (K, N) row-major as bf16 pairs along K, in 16-column blocks
 static Tensor pack_cols_bf16(const Tensor& w /* (K, N) */) {
   const int64_t K = w.size(0), N = w.size(1), NB = (N + 15) / 16, KP = (K + 1) / 2;
-  Tensor wp = at::zeros({NB, KP, 16, 2}, at::TensorOptions().dtype(at::kShort));
+  Tensor wp = pool_empty({NB, KP, 16, 2}, at::TensorOptions().dtype(at::kShort)).zero_();
   const Tensor wb = w.to(at::kBFloat16).contiguous();
   const uint16_t* src = reinterpret_cast<const uint16_t*>(wb.data_ptr());
   uint16_t* dst = reinterpret_cast<uint16_t*>(wp.data_ptr());
