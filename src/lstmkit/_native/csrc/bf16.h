@@ -133,10 +133,7 @@ static void gemm_cols_bf16(int64_t M, int64_t KP, const uint16_t* A, int64_t lda
     const int64_t left = std::min<int64_t>(64, n1 - n);
     const int nq = (int)((left + 15) / 16);
     __mmask16 mk[4];
-    for (int q = 0; q < 4; ++q) {
-      const int64_t l = left - 16 * q;
-      mk[q] = l >= 16 ? (__mmask16)0xFFFF : (l <= 0 ? (__mmask16)0 : (__mmask16)((1u << l) - 1));
-    }
+    block_masks(left, mk);
     for (int64_t m = 0; m < M; m += 6) {
       auto run = [&](auto r, auto load) {
         constexpr int R = decltype(r)::value;

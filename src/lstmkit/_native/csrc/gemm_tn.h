@@ -104,10 +104,7 @@ static inline void tn_rows(const float* A, int64_t lda, int64_t K, int64_t m_lo,
           const float* b = bp[j] + (n / 64) * K * 64 + k0 * 64;  // (kn, 64) contiguous
 #if defined(__AVX512F__)
           __mmask16 mk[4];
-          for (int q = 0; q < 4; ++q) {
-            const int64_t l = op.N - n - 16 * q;
-            mk[q] = l >= 16 ? (__mmask16)0xFFFF : (l <= 0 ? (__mmask16)0 : (__mmask16)((1u << l) - 1));
-          }
+          block_masks(op.N - n, mk);
           const int nq = (int)std::min<int64_t>(4, (op.N - n + 15) / 16);
           for (int64_t s = 0; s < nsl; ++s) {
             float* c = op.C + (m0 + 6 * s) * op.ldc + n;

@@ -112,6 +112,14 @@ static inline int64_t aten_gemm_macs() {
 }
 
 #if defined(__AVX512F__)
+// Store/load masks of the four 16-lane vectors of a 64-column block that has ``left`` valid columns.
+static inline void block_masks(int64_t left, __mmask16 mk[4]) {
+  for (int q = 0; q < 4; ++q) {
+    const int64_t l = left - 16 * q;
+    mk[q] = l >= 16 ? (__mmask16)0xFFFF : (l <= 0 ? (__mmask16)0 : (__mmask16)((1u << l) - 1));
+  }
+}
+
 // C[MR, nr<=64] += A[MR, K] * B[K, nr]  (B row-major, one 64-column panel kept in 4*MR zmm registers).
 // Full (nr == 64): B is loaded unmasked. With masked loads in the k-loop, GCC 12 at -O3 stores every accumulator
 // to the stack after each FMA (about half the speed), so only a last, narrower block pays for them.
@@ -119,10 +127,7 @@ template <int MR, bool Full>
 static inline void gemm_block(int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
                               int nr) {
   __mmask16 mk[4];
-  for (int q = 0; q < 4; ++q) {
-    int left = nr - 16 * q;
-    mk[q] = left >= 16 ? (__mmask16)0xFFFF : (left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1));
-  }
+  block_masks(nr, mk);
   __m512 acc[MR][4];
   for (int r = 0; r < MR; ++r)
     for (int q = 0; q < 4; ++q) acc[r][q] = _mm512_maskz_loadu_ps(mk[q], C + r * ldc + 16 * q);
@@ -318,10 +323,7 @@ static inline void gemm_packed_cols(int64_t M, int64_t K, const float* A, int64_
 #if defined(__AVX512F__)
   for (int64_t n = n0; n < n1; n += 64) {
     __mmask16 mk[4];
-    for (int q = 0; q < 4; ++q) {
-      const int64_t l = n1 - n - 16 * q;
-      mk[q] = l >= 16 ? (__mmask16)0xFFFF : (l <= 0 ? (__mmask16)0 : (__mmask16)((1u << l) - 1));
-    }
+    block_masks(n1 - n, mk);
     const float* panel = Bp + (n / 16) * K * 16;
     auto rows = [&](auto load) {
       constexpr bool L = decltype(load)::value;
