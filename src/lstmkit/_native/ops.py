@@ -91,6 +91,14 @@ def _bwd(ctx):
     return getattr(ctx, "bare_kernels", None) or torch.ops.lstmkit
 
 
+def _mm_tn(a: Tensor, b: Tensor) -> Tensor:
+    """``a^T b`` over all rows: the engine's weight-gradient GEMM (csrc/gemm_tn.h) for plain fp32 tensors, ATen's
+    otherwise (bf16, and the fake or functional tensors of a traced backward, which have no data to read)."""
+    if a.dtype == b.dtype == torch.float32 and type(a) is Tensor and type(b) is Tensor:
+        return _C.matmul_tn(a, [b])[0]
+    return a.t().mm(b)
+
+
 def _recurrent_weight_grad(dG2: Tensor, h0: Tensor, y: Tensor, rd_mask: Optional[Tensor] = None,
                            dtype: Optional[torch.dtype] = None) -> Tensor:
     """``dW_hh = sum_t dG_t^T (h_{t-1} * mask)`` with ``h_{-1} = h0`` and then ``y_0 .. y_{T-2}``; dG2 (T*B, G*H).
@@ -102,11 +110,10 @@ def _recurrent_weight_grad(dG2: Tensor, h0: Tensor, y: Tensor, rd_mask: Optional
     g = dG2.to(dtype or dG2.dtype)
     if rd_mask is not None:
         h_prev = torch.cat([h0.unsqueeze(0), y[:-1]]) if T > 1 else h0.unsqueeze(0)
-        return g.t().mm((h_prev * rd_mask).reshape(T * B, P).to(g.dtype))
-    d = g[:B].t().mm(h0.to(g.dtype))
-    if T > 1:
-        d.addmm_(g[B:].t(), y[:-1].reshape((T - 1) * B, P).to(g.dtype))
-    return d
+        return _mm_tn(g, (h_prev * rd_mask).reshape(T * B, P).to(g.dtype))
+    if T == 1:
+        return _mm_tn(g, h0.to(g.dtype))
+    return _mm_tn(g[B:], y[:-1].reshape((T - 1) * B, P).to(g.dtype)).addmm_(g[:B].t(), h0.to(g.dtype))
 
 
 def _peephole_grad(dG: Tensor, c0: Tensor, carried: Tensor, cn: Tensor, coupled: bool) -> Tensor:
@@ -315,7 +322,7 @@ class _Projection(torch.autograd.Function):
         x2, w = ctx.saved_tensors
         g2 = g.reshape(-1, g.size(-1))  # (T*B, G*H)
         dx = _matmul(g2, w).view(ctx.x_shape) if ctx.needs_input_grad[0] else None
-        dw = _C.matmul_tn(g2, [x2])[0] if ctx.needs_input_grad[1] else None  # g^T x (csrc/gemm_tn.h)
+        dw = _mm_tn(g2, x2) if ctx.needs_input_grad[1] else None
         db = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return dx, dw, db
 
