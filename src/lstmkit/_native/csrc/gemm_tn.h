@@ -1,17 +1,17 @@
 // The weight-gradient GEMMs C_j = A^T B_j over all T*B rows (dW_ih = dG^T X, dW_hh = dG^T H_prev) in one pass.
 //
-// Why not ATen's mm: MKL's sgemm reached 120-175 GFLOP/s on these transposed shapes ((6400, 2048)^T x (6400, 512)
-// and the like) on this machine's AMD cores, where the engine's own register-blocked kernel reaches 180-200 on
-// the same products (benchmarks in docs/engine.md). Both products read dG; here dG is packed once, block by
-// block, and every operand B_j runs against the packed block while it is in L2 (the "merged GEMMs" of the
-// design).
+// Why not ATen's mm: MKL's sgemm reached 128-154 GFLOP/s on these transposed shapes ((6400, 2048)^T x (6400, 512)
+// and the like) on this machine's AMD cores; this kernel reaches 164-177 on the same pairs of products
+// (benchmarks in docs/engine.md). Both products read dG; here dG is packed once, block by block, and every operand
+// B_j runs against the packed block while it is in L2 (the "merged GEMMs" of the design).
 //
 // Layout: A (K, M) with row stride lda (dG: K = rows, M = G*H); each B_j (K, N_j), row stride ldb_j, unit column
 // stride (X, H_prev); C_j (M, N_j), row stride ldc_j, written whole (never zero-filled first).
-// Blocking: the two threads split the M rows (whole 6-row slivers). Per block of kMc rows of C (kept in L2 across
-// all of K) and kKc rows of A, the A block is packed into 6-row slivers (k-major: the six values one step of the
-// kernel broadcasts are adjacent); then for every 64-column block of every B_j, each sliver runs a 6 x 64
-// register-blocked kernel over the kKc rows, reading B_j in place (its rows are already contiguous in n).
+// Blocking: every B_j is first packed into zero-padded 64-column blocks (K x 64 contiguous; each thread packs half
+// the blocks). The two threads split the M rows (whole 6-row slivers). Per chunk of kMc rows of C (kept in L2
+// across all of K) and kKc rows of A, the A block is packed into 6-row slivers (k-major: the six values one step
+// of the kernel broadcasts are adjacent); then for every 64-column block of every B_j, each sliver runs a 6 x 64
+// register-blocked kernel over the kKc rows.
 #pragma once
 
 #include "kernels.h"
@@ -43,7 +43,8 @@ __attribute__((noinline)) static void tn_block(int64_t kn, const float* Ap, cons
     for (int q = 0; q < NQ; ++q) acc[r][q] = _mm512_setzero_ps();
   for (int64_t k = 0; k < kn; ++k) {
     __m512 b[NQ];
-    for (int q = 0; q < NQ; ++q) b[q] = _mm512_loadu_ps(B + k * ldb + 16 * q);  // unmasked: masked loads here made GCC spill acc
+    // unmasked: with masked loads in this loop GCC 12 kept acc on the stack (a store after every FMA)
+    for (int q = 0; q < NQ; ++q) b[q] = _mm512_loadu_ps(B + k * ldb + 16 * q);
     for (int r = 0; r < R; ++r) {
       const __m512 a = _mm512_set1_ps(Ap[k * 6 + r]);
       for (int q = 0; q < NQ; ++q) acc[r][q] = _mm512_fmadd_ps(a, b[q], acc[r][q]);
@@ -51,7 +52,8 @@ __attribute__((noinline)) static void tn_block(int64_t kn, const float* Ap, cons
   }
   if (Load)
     for (int r = 0; r < R; ++r)
-      for (int q = 0; q < NQ; ++q) acc[r][q] = _mm512_add_ps(acc[r][q], _mm512_maskz_loadu_ps(mk[q], C + r * ldc + 16 * q));
+      for (int q = 0; q < NQ; ++q)
+        acc[r][q] = _mm512_add_ps(acc[r][q], _mm512_maskz_loadu_ps(mk[q], C + r * ldc + 16 * q));
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < NQ; ++q) _mm512_mask_storeu_ps(C + r * ldc + 16 * q, mk[q], acc[r][q]);
 }
@@ -89,7 +91,7 @@ static inline void tn_pack_b(const TnOperand& op, int64_t K, float* dst, int64_t
 // Rows [m_lo, m_hi) of every C_j = A^T B_j (one thread's share), B_j packed by tn_pack_b at bp[j].
 static inline void tn_rows(const float* A, int64_t lda, int64_t K, int64_t m_lo, int64_t m_hi,
                            const std::vector<TnOperand>& ops, const std::vector<const float*>& bp) {
-  constexpr int64_t kMc = 96, kKc = 256;
+  constexpr int64_t kMc = 192, kKc = 256;
   // the packed dG block (192 KB): kept per thread, so a call does not map and fault in fresh pages each time
   thread_local std::vector<float> ap;
   ap.resize((size_t)kMc * kKc);
