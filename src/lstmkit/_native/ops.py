@@ -91,12 +91,15 @@ def _bwd(ctx):
     return getattr(ctx, "bare_kernels", None) or torch.ops.lstmkit
 
 
+def _plain_f32(*ts: Tensor) -> bool:
+    """Whether the engine's own GEMMs (csrc/gemm.h, gemm_tn.h) may take these tensors: plain fp32 ones. Not bf16,
+    and not the fake or functional tensors of a traced backward, which have no data to read (ATen's then)."""
+    return all(t.dtype == torch.float32 and type(t) is Tensor for t in ts)
+
+
 def _mm_tn(a: Tensor, b: Tensor) -> Tensor:
-    """``a^T b`` over all rows: the engine's weight-gradient GEMM (csrc/gemm_tn.h) for plain fp32 tensors, ATen's
-    otherwise (bf16, and the fake or functional tensors of a traced backward, which have no data to read)."""
-    if a.dtype == b.dtype == torch.float32 and type(a) is Tensor and type(b) is Tensor:
-        return _C.matmul_tn(a, [b])[0]
-    return a.t().mm(b)
+    """``a^T b`` over all rows: the engine's weight-gradient GEMM (csrc/gemm_tn.h), or ATen's (see _plain_f32)."""
+    return _C.matmul_tn(a, [b])[0] if _plain_f32(a, b) else a.t().mm(b)
 
 
 def _recurrent_weight_grad(dG2: Tensor, h0: Tensor, y: Tensor, rd_mask: Optional[Tensor] = None,
@@ -328,7 +331,9 @@ class _Projection(torch.autograd.Function):
 
 
 def _matmul(a: Tensor, b: Tensor) -> Tensor:
-    """``a @ b`` for fp32 a (M, K) and b (K, N) on the engine's GEMM (csrc/gemm.h)."""
+    """``a @ b`` for a (M, K) and b (K, N): the engine's GEMM (csrc/gemm.h), or ATen's (see _plain_f32)."""
+    if not _plain_f32(a, b):
+        return a.mm(b)
     out = a.new_empty(a.size(0), b.size(1))
     _C.matmul_nt_out(out, a, b.t())
     return out

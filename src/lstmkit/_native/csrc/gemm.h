@@ -17,10 +17,10 @@ namespace lstmkit {
 // out (M, N) = a (M, K) b^T (+ bias (N)) for b (N, K): what at::mm_out(out, a, b.t()) (at::addmm_out) computes,
 // fp32; out contiguous, a and b any strides.
 // The rows are split between the two threads of the team (each runs the whole of the packed b over chunks of
-// kRowChunk rows, so a chunk of a stays in L2 while the 64-column panel blocks stream through L1). Products below
-// kTeamMacs multiply-adds run on the calling thread: the team's start-up would cost more than the split saves.
+// kRowChunk rows, so a chunk of a stays in L2 while the 64-column panel blocks stream through L1). Small products
+// run on the calling thread (gemm_row_halves in team.h).
 inline void matmul_nt_into(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, const float* bias = nullptr) {
-  constexpr int64_t kRowChunk = 192, kTeamMacs = (int64_t)1 << 21;
+  constexpr int64_t kRowChunk = 192;
   TORCH_CHECK(a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat && out.scalar_type() == at::kFloat,
               "matmul_nt_into: fp32 only, got ", a.scalar_type(), ", ", b.scalar_type());
   TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(1) && out.size(0) == a.size(0) &&
@@ -51,14 +51,7 @@ inline void matmul_nt_into(at::Tensor& out, const at::Tensor& a, const at::Tenso
       gemm_packed_cols(mc, K, A + m * K, K, Bp, C + m * N, N, 0, N, /*accumulate=*/bias != nullptr);
     }
   };
-  const int forced = forced_threads();
-  const bool two = M >= 12 && team_allowed(forced) && (forced >= 2 || M * N * K >= kTeamMacs);
-  if (two) {
-    const int64_t mid = (M / 2 + 5) / 6 * 6;  // whole 6-row register blocks on the first thread
-    std::function<void(int)> job = [&](int tid) { tid == 0 ? rows(0, mid) : rows(mid, M); };
-    if (Team2::run(job)) return;
-  }
-  rows(0, M);
+  gemm_row_halves(M, M * N * K, [&](int, int64_t m0, int64_t m1, Barrier2*) { rows(m0, m1); });
 }
 
 // a (M, K) b^T as a new tensor (fp32), or from ATen's mm for other dtypes.

@@ -145,7 +145,6 @@ static inline void tn_rows(const float* A, int64_t lda, int64_t K, int64_t m_lo,
 // they meet at a barrier, and each computes its half of the M rows (when the products are large enough to pay
 // for the team's start-up).
 inline void matmul_tn_multi(const float* A, int64_t lda, int64_t K, int64_t M, const std::vector<TnOperand>& ops) {
-  constexpr int64_t kTeamMacs = (int64_t)1 << 21;
   int64_t n_total = 0, blocks = 0;
   for (const TnOperand& op : ops) {
     n_total += op.N;
@@ -170,21 +169,16 @@ inline void matmul_tn_multi(const float* A, int64_t lda, int64_t K, int64_t M, c
     for (size_t w = w0; w < w1; ++w)
       tn_pack_b(ops[work[w].first], K, const_cast<float*>(bp[work[w].first]), work[w].second, work[w].second + 1);
   };
-  const int forced = forced_threads();
-  const bool two = M >= 12 && team_allowed(forced) && (forced >= 2 || M * n_total * K >= kTeamMacs);
-  if (two) {
-    const int64_t mid = (M / 2 + 5) / 6 * 6;  // whole slivers on the first thread
-    const size_t wmid = work.size() / 2;
-    Barrier2 bar;
-    std::function<void(int)> job = [&](int tid) {
+  gemm_row_halves(M, M * n_total * K, [&](int tid, int64_t m0, int64_t m1, Barrier2* bar) {
+    if (bar) {  // two threads: each packs half of the B blocks; all are packed before either reads one
+      const size_t wmid = work.size() / 2;
       tid == 0 ? pack(0, wmid) : pack(wmid, work.size());
-      bar.wait();  // every block packed before either thread reads one
-      tid == 0 ? tn_rows(A, lda, K, 0, mid, ops, bp) : tn_rows(A, lda, K, mid, M, ops, bp);
-    };
-    if (Team2::run(job)) return;
-  }
-  pack(0, work.size());
-  tn_rows(A, lda, K, 0, M, ops, bp);
+      bar->wait();
+    } else {
+      pack(0, work.size());
+    }
+    tn_rows(A, lda, K, m0, m1, ops, bp);
+  });
 }
 
 // a^T b_j for a (K, M) and each b_j (K, N_j), fp32, as new (M, N_j) tensors. Operands with a non-unit column

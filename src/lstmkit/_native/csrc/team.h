@@ -145,4 +145,23 @@ void split_rows(const std::vector<int64_t>& bs, int64_t B, int64_t macs_per_row_
   if (!Team2::run(job)) body((int64_t)0, B, false);
 }
 
+// The two-thread split of a GEMM over all T*B rows (gemm.h, gemm_tn.h): body(tid, m0, m1, bar) on the rows
+// [0, M), halved at a whole 6-row register block, when the product's ``macs`` multiply-adds pay for the team's
+// start-up (2^21 and up); else body(0, 0, M, nullptr) on the calling thread. ``bar`` lets the halves meet once
+// (e.g. after packing an operand between them).
+template <class F>
+void gemm_row_halves(int64_t M, int64_t macs, F&& body) {
+  constexpr int64_t kTeamMacs = (int64_t)1 << 21;
+  const int forced = forced_threads();
+  if (M >= 12 && team_allowed(forced) && (forced >= 2 || macs >= kTeamMacs)) {
+    const int64_t mid = (M / 2 + 5) / 6 * 6;
+    Barrier2 bar;
+    std::function<void(int)> job = [&](int tid) {
+      tid == 0 ? body(0, (int64_t)0, mid, &bar) : body(1, mid, M, &bar);
+    };
+    if (Team2::run(job)) return;
+  }
+  body(0, (int64_t)0, M, (Barrier2*)nullptr);
+}
+
 }  // namespace lstmkit
