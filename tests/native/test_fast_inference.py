@@ -1,0 +1,86 @@
+"""The one-call inference path of LSTM (RNNBase._fast_inference): when it is taken, and that it gives what the
+reference layer and torch.nn.LSTM give, and exactly what the general native path gives."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import lstmkit.nn as lnn
+from lstmkit import backend
+from lstmkit._native import ops
+
+pytestmark = pytest.mark.skipif(not backend.native_available(), reason=f"native engine not built: "
+                                f"{backend.native_error()}")
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Counts the general native path's per-direction calls (the fast path makes none)."""
+    seen = []
+    general = ops.run_direction
+
+    def counting(*args, **kwargs):
+        seen.append(1)
+        return general(*args, **kwargs)
+    monkeypatch.setattr(ops, "run_direction", counting)
+    return seen
+
+
+@pytest.mark.parametrize("kw", [{}, {"batch_first": True}, {"peephole": True}, {"coupled": True, "peephole": True},
+                                {"bias": False}])
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_fast_path_matches_reference_and_general_path(kw, context, calls):
+    torch.manual_seed(0)
+    ref = lnn.LSTM(5, 20, backend="reference", **kw).eval()
+    nat = lnn.LSTM(5, 20, backend="native", **kw).eval()
+    nat.load_state_dict(ref.state_dict())
+    x = torch.randn(3, 9, 5) if kw.get("batch_first") else torch.randn(9, 3, 5)
+    zeros = torch.zeros(1, 3, 20)
+    with context():
+        y, (h, c) = nat(x)
+        assert not calls, "the fast path must not go through the general per-direction call"
+        y_gen, (h_gen, c_gen) = nat(x, (zeros, zeros))  # an explicit state takes the general path
+        assert calls
+        y_ref, (h_ref, c_ref) = ref(x)
+    assert y.shape == y_ref.shape and h.shape == (1, 3, 20) and c.shape == (1, 3, 20)
+    for got, general, want in ((y, y_gen, y_ref), (h, h_gen, h_ref), (c, c_gen, c_ref)):
+        torch.testing.assert_close(got, general, atol=0, rtol=0)  # the same kernel on the same inputs
+        torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-4)
+
+
+def test_fast_path_matches_torch_lstm(calls):
+    torch.manual_seed(1)
+    theirs = torch.nn.LSTM(7, 33, batch_first=True)
+    ours = lnn.LSTM.from_torch(theirs, backend="native").eval()
+    x = torch.randn(4, 12, 7)
+    with torch.no_grad():
+        y, (h, c) = ours(x)
+        y_t, (h_t, c_t) = theirs(x)
+    assert not calls
+    torch.testing.assert_close(y, y_t, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(h, h_t, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(c, c_t, atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("case", ["grad", "lengths", "two_layers", "bidirectional", "unbatched", "bf16",
+                                  "layer_norm", "proj"])
+def test_other_calls_take_the_general_path(case, calls):
+    kw = {"two_layers": {"num_layers": 2}, "bidirectional": {"bidirectional": True},
+          "layer_norm": {"layer_norm": True}, "proj": {"proj_size": 4}}.get(case, {})
+    m = lnn.LSTM(5, 8, backend="native", **kw).eval()
+    x = torch.randn(6, 2, 5)
+    if case == "bf16":
+        m, x = m.to(torch.bfloat16), x.to(torch.bfloat16)
+    if case == "unbatched":
+        x = x[:, 0]
+    with torch.set_grad_enabled(case == "grad"):
+        m(x, lengths=[6, 3] if case == "lengths" else None)
+    assert calls
+
+
+def test_bad_input_still_names_the_problem():
+    m = lnn.LSTM(5, 8, backend="native").eval()
+    with torch.no_grad(), pytest.raises(ValueError, match="input_size=5"):
+        m(torch.randn(6, 2, 4))
+    with torch.no_grad(), pytest.raises(ValueError, match="at least one time step"):
+        m(torch.randn(0, 2, 5))
