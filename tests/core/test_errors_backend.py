@@ -188,6 +188,10 @@ class FakeNative:
         self.calls.append(spec)
         return _engine.reference_run_direction(spec, x, h0, c0, w, lengths, rd_mask, zo_h, zo_c)
 
+    def run_bidirectional(self, spec, dirs, lengths):
+        assert len(dirs) == 2 and all(len(d) == 4 for d in dirs)
+        return [self.run_direction(spec, *d, lengths, None, None, None) for d in dirs]
+
 
 @pytest.fixture
 def fake_native(clean_backend):

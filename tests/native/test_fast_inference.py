@@ -15,14 +15,13 @@ pytestmark = pytest.mark.skipif(not backend.native_available(), reason=f"native 
 
 @pytest.fixture
 def calls(monkeypatch):
-    """Counts the general native path's per-direction calls (the fast path makes none)."""
+    """Counts the general native path's per-layer calls (one or both directions; the fast path makes none)."""
     seen = []
-    general = ops.run_direction
-
-    def counting(*args, **kwargs):
-        seen.append(1)
-        return general(*args, **kwargs)
-    monkeypatch.setattr(ops, "run_direction", counting)
+    for name in ("run_direction", "run_bidirectional"):
+        def counting(*args, _general=getattr(ops, name), **kwargs):
+            seen.append(1)
+            return _general(*args, **kwargs)
+        monkeypatch.setattr(ops, name, counting)
     return seen
 
 

@@ -76,6 +76,9 @@ LSTM_OPTIONS = [{}, {"peephole": True}, {"coupled": True}, {"coupled": True, "pe
                 {"layer_norm": True}, {"layer_norm": True, "coupled": True, "peephole": True},
                 {"layer_norm": True, "bias": False},
                 {"proj_size": 3}, {"proj_size": 3, "peephole": True}, {"bias": False},
+                # absent optional arguments shift the C++ nodes' input edges: the peephole after no biases
+                {"bias": False, "peephole": True}, {"layer_norm": True, "bias": False, "peephole": True},
+                {"bidirectional": True, "bias": False, "peephole": True, "coupled": True},
                 {"num_layers": 2, "bidirectional": True, "proj_size": 2, "peephole": True}]
 
 
@@ -119,6 +122,28 @@ def test_two_thread_gru_matches_reference(kw, monkeypatch):
     ref, nat = _pair(lnn.GRU, 8, 40, **kw)
     _assert_match(ref, nat, torch.randn(7, 9, 8), torch.tensor([7, 3, 1, 7, 5, 2, 6, 4, 7]),
                   train=bool(kw))
+
+
+@pytest.mark.parametrize("kw", [{}, {"peephole": True, "num_layers": 2, "dropout": 0.5},
+                                {"coupled": True, "bias": False, "peephole": True}])
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_bidirectional_directions_at_once_match_reference(kw, with_lengths, monkeypatch):
+    """Two threads: a bidirectional layer runs its directions at once, one per thread (csrc/bilayer.cpp), in
+    training (the pair node, every gradient) and in inference."""
+    _use_threads(2, monkeypatch)
+    ref, nat = _pair(lnn.LSTM, 6, 20, bidirectional=True, **kw)
+    x = torch.randn(7, 9, 6)
+    lengths = torch.tensor([7, 3, 1, 7, 5, 2, 6, 4, 7]) if with_lengths else None
+    _assert_match(ref, nat, x, lengths, train=True)
+    with torch.no_grad():
+        for a, b in zip(_flat(ref.eval()(x, lengths=lengths)), _flat(nat.eval()(x, lengths=lengths))):
+            torch.testing.assert_close(b, a, **TOL[torch.float32])
+
+
+def _flat(out):
+    """(y, (h, c)) as a flat list."""
+    y, (h, c) = out
+    return [y, h, c]
 
 
 @pytest.mark.parametrize("kw,dtype", [({}, torch.float32), ({"peephole": True}, torch.float32),
@@ -229,7 +254,8 @@ def test_stream_rejects_bad_input():
 
 @pytest.mark.parametrize("cls,kw,H", [(lnn.LSTM, {}, 16), (lnn.LSTM, {"layer_norm": True, "peephole": True}, 16),
                                       (lnn.LSTM, {"coupled": True, "peephole": True}, 41),
-                                      (lnn.LSTM, {"proj_size": 4, "bidirectional": True}, 16), (lnn.GRU, {}, 16),
+                                      (lnn.LSTM, {"proj_size": 4, "bidirectional": True}, 16),
+                                      (lnn.LSTM, {"bidirectional": True}, 16), (lnn.GRU, {}, 16),
                                       (lnn.RNN, {}, 16)])
 def test_bfloat16_at_least_as_accurate_as_reference(cls, kw, H, batch=3):
     """bf16: native (bf16 GEMMs, fp32 state and accumulation) is within 1.5x the reference bf16 error, against

@@ -372,6 +372,35 @@ def lstm_inference(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor]
     return y, h, c
 
 
+def run_bidirectional(spec, dirs, lengths: Optional[Tensor] = None):
+    """Both directions of a bidirectional LSTM layer at once, one per core (csrc/bilayer.cpp): ``dirs`` holds, per
+    direction, ``(x, h0, c0, w)`` as for :func:`run_direction` (the reverse direction's x already reversed within
+    each length); returns ``[(y, h_T, c_T)] * 2`` as two run_direction calls would, or None when the layer is not
+    the case the pair covers (the LSTM without projection or layer norm; no zoneout or recurrent dropout)."""
+    (x, h0f, c0f, wf), (x_rev, h0r, c0r, wr) = dirs
+    if spec.mode != "lstm" or spec.layer_norm or wf.w_hr is not None:
+        return None
+    perm = inv = batch_sizes = None
+    if lengths is not None:
+        perm, inv, batch_sizes = _sort_by_length(lengths, x.size(0))
+        if perm is not None:
+            x, x_rev = x.index_select(1, perm), x_rev.index_select(1, perm)
+            h0f, c0f, h0r, c0r = (t.index_select(0, perm) for t in (h0f, c0f, h0r, c0r))
+    states = (h0f, c0f, h0r, c0r)
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or x_rev.requires_grad or any(
+        t is not None and t.requires_grad for t in (*wf, *wr, *states)))
+    low = x.dtype == torch.bfloat16
+    h0f, c0f, h0r, c0r = ((t.float() if low else t).contiguous() for t in states)
+    pair = _C.lstm_bilayer if needs_grad else _C.lstm_bilayer_infer
+    out = pair(x, x_rev, wf.w_ih, wf.w_hh, wf.b_ih, wf.b_hh, wf.w_ph, wr.w_ih, wr.w_hh, wr.b_ih, wr.b_hh, wr.w_ph,
+               batch_sizes, h0f, c0f, h0r, c0r, spec.coupled)  # y_f, h_f, c_f, y_r, h_r, c_r
+    if low:
+        out = [t.to(x.dtype) for t in out]
+    if inv is not None:
+        out = [t.index_select(1 if i % 3 == 0 else 0, inv) for i, t in enumerate(out)]
+    return [tuple(out[:3]), tuple(out[3:])]
+
+
 def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths: Optional[Tensor] = None,
                   rd_mask: Optional[Tensor] = None, zo_h: Optional[Tensor] = None, zo_c: Optional[Tensor] = None):
     """Native twin of ``lstmkit.nn._engine.reference_run_direction`` (same arguments, same results)."""

@@ -2,7 +2,8 @@
 
 A layer (``lstmkit.nn.rnn``) validates its input, samples every random mask and reverses sequences for the
 backward direction; then per layer and direction it calls :func:`run_direction`, which dispatches to the
-reference loop below (the spec, built on ``lstmkit.functional``) or to the native engine.
+reference loop below (the spec, built on ``lstmkit.functional``) or to the native engine. For a bidirectional
+layer it first offers both directions to :func:`run_bidirectional` (the native engine runs them at once).
 """
 from __future__ import annotations
 
@@ -113,3 +114,12 @@ def run_direction(which: str, spec: CellSpec, x: Tensor, h0: Tensor, c0: Optiona
         if ops.supports(spec, x.dtype):
             return ops.run_direction(spec, x, h0, c0, w, lengths, rd_mask, zo_h, zo_c)
     return reference_run_direction(spec, x, h0, c0, w, lengths, rd_mask, zo_h, zo_c)
+
+
+def run_bidirectional(which: str, spec: CellSpec, dirs, lengths: Optional[Tensor] = None):
+    """Both directions of a bidirectional layer at once on the native backend (``dirs``: per direction ``(x, h0,
+    c0, weights)``, see ``lstmkit._native.ops.run_bidirectional``), or None: then the caller runs them one by one."""
+    if which != "native":
+        return None
+    ops = _backend.native_module()
+    return ops.run_bidirectional(spec, dirs, lengths) if ops.supports(spec, dirs[0][0].dtype) else None

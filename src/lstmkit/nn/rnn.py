@@ -10,7 +10,7 @@ from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from lstmkit import backend as _backend
 from lstmkit.nn import _checks
-from lstmkit.nn._engine import CellSpec, DirectionWeights, run_direction
+from lstmkit.nn._engine import CellSpec, DirectionWeights, run_bidirectional, run_direction
 
 _TORCH_MODE = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN_TANH", "rnn_relu": "RNN_RELU"}
 
@@ -34,6 +34,7 @@ class RNNBase(nn.Module):
     A layer validates its input, turns ``lengths`` or a PackedSequence into per-sequence lengths, samples the
     random masks (training only), and per layer and direction calls one backend function
     (``lstmkit.nn._engine.run_direction``): the reference loop over ``lstmkit.functional`` or the native engine.
+    The native engine runs the two directions of a bidirectional LSTM layer at once (``run_bidirectional``).
     """
 
     def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
@@ -214,7 +215,7 @@ class RNNBase(nn.Module):
         state, hidden = self.spec.state_size, self.hidden_size
         layer_input, hs, cs = x, [], []
         for layer in range(self.num_layers):
-            outputs = []
+            dirs, masks = [], []  # per direction: (x, h0, c0, weights), (rd, zo_h, zo_c)
             for direction in range(num_dirs):
                 index = layer * num_dirs + direction
                 rd = zo_h = zo_c = None
@@ -230,8 +231,14 @@ class RNNBase(nn.Module):
                 if with_cell:  # zero states are only read, so h and c may share one zero tensor
                     c_i = c0[index] if c0 is not None else (h_i if h0 is None and hidden == state
                                                               else x.new_zeros(batch, hidden))
-                y, h_t, c_t = run_direction(which, self.spec, seq, h_i, c_i, self._direction_weights(index),
-                                            lengths, rd, zo_h, zo_c)
+                dirs.append((seq, h_i, c_i, self._direction_weights(index)))
+                masks.append((rd, zo_h, zo_c))
+            # two directions without masks: at once, one per core (native LSTM), else one after the other
+            pair = (run_bidirectional(which, self.spec, dirs, lengths)
+                    if num_dirs == 2 and with_cell and not any(m is not None for ms in masks for m in ms) else None)
+            results = pair or [run_direction(which, self.spec, *d, lengths, *m) for d, m in zip(dirs, masks)]
+            outputs = []
+            for direction, (y, h_t, c_t) in enumerate(results):
                 outputs.append(y if direction == 0 else _checks.reverse_padded(y, lengths))
                 hs.append(h_t)
                 cs.append(c_t)

@@ -42,6 +42,13 @@ std::vector<Tensor> lstm_ln_layer(const Tensor&, const Tensor&, const Tensor&, c
                                   const Tensor&, const Tensor&, bool);
 std::vector<Tensor> lstm_layer_infer(const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&, const OT&,
                                      const OT&, const Tensor&, const Tensor&, bool);
+std::vector<Tensor> lstm_bilayer(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&,
+                                 const OT&, const Tensor&, const Tensor&, const OT&, const OT&, const OT&, const OT&,
+                                 const Tensor&, const Tensor&, const Tensor&, const Tensor&, bool);
+std::vector<Tensor> lstm_bilayer_infer(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&,
+                                       const OT&, const OT&, const Tensor&, const Tensor&, const OT&, const OT&,
+                                       const OT&, const OT&, const Tensor&, const Tensor&, const Tensor&,
+                                       const Tensor&, bool);
 }  // namespace lstmkit
 
 TORCH_LIBRARY(lstmkit, m) {
@@ -101,6 +108,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
   mod.def("lstm_layer", &lstmkit::lstm_layer);
   mod.def("lstm_layer_infer", &lstmkit::lstm_layer_infer);
   mod.def("lstm_ln_layer", &lstmkit::lstm_ln_layer);
+  // both directions of a bidirectional layer at once, one per core (bilayer.cpp): the node and its inference twin
+  mod.def("lstm_bilayer", &lstmkit::lstm_bilayer);
+  mod.def("lstm_bilayer_infer", &lstmkit::lstm_bilayer_infer);
   // the engine's memory pool (pool.h): fp32 buffers for the input projection, and releasing what it holds
   // the engine's fp32 GEMM for the products over all T*B rows (gemm.h): out = a b^T (+ bias)
   mod.def("matmul_nt_out", &lstmkit::matmul_nt_out, py::arg("out"), py::arg("a"), py::arg("b"),

@@ -10,8 +10,9 @@
 #include "gemm.h"
 #include "gemm_tn.h"
 #include "kernels.h"
+#include "layer.h"
 
-#include <torch/csrc/autograd/custom_function.h>
+#include <string>
 
 namespace lstmkit {
 
@@ -119,94 +120,150 @@ Tensor projection_f32(const Tensor& x2, const Tensor& w_ih) {
 
 }  // namespace
 
+// The layer node's forward: x (T, B, D) fp32 or bf16 (then every weight bf16); w_ih (G*H, D); w_hh (G*H, H); b_ih,
+// b_hh (G*H) or none; w_ph (3H | 2H) or none; batch_sizes (T) rows active per step (batch sorted longest first) or
+// none; h0, c0 (B, H) fp32. Returns y (T, B, H) in x's dtype, h_T and c_T in fp32, and fills ``s`` with what the
+// backward needs. bf16: the projection and weight-gradient GEMMs run in bf16, the loop with bf16 W_hh dot
+// products, the cell state and the gate pass in fp32.
+variable_list layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const c10::optional<Tensor>& b_ih,
+                            const c10::optional<Tensor>& b_hh, const c10::optional<Tensor>& w_ph_in,
+                            const c10::optional<Tensor>& batch_sizes, const Tensor& h0, const Tensor& c0,
+                            bool coupled, LayerSaved& s) {
+  FlushDenormals ftz;
+  const int64_t T = x.size(0), B = x.size(1), D = x.size(2), H = c0.size(1);
+  const bool low = x.scalar_type() == at::kBFloat16;
+  const std::vector<int64_t> bs = rows_per_step(batch_sizes, T, B);  // lengths: batch sorted longest first
+  // with lengths, the GEMMs over all steps (here the projection, in backward the weight gradients and dx) take
+  // only the active rows: rows of finished sequences cost nothing
+  const bool packed = bs.back() < B;
+  const std::vector<int64_t> off = step_offsets(bs);
+  const Tensor x2 = x.reshape({T * B, D}).contiguous(), w_ph = opt(w_ph_in);
+  const Tensor xin = packed ? active_rows(x2, bs, off, B) : x2;  // (rows, D)
+  const Tensor bias = low ? bias_sum_f32(b_ih, b_hh) : bias_sum(b_ih, b_hh);
+  const Tensor gx = projection_f32(xin, w_ih);  // (rows, G*H); the kernel adds the biases
+  const Tensor w_ph32 = w_ph.defined() ? w_ph.to(at::kFloat).contiguous() : w_ph;
+  const Peepholes ph(w_ph32, H, coupled);
+  auto out = lstm_fwd_fused(gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
+                            nullptr, nullptr, bs, coupled, true, bias.defined() ? bias.data_ptr<float>() : nullptr,
+                            /*h0_before_y=*/!low, &off);
+  const Tensor y = pooled_as(std::get<0>(out), x.scalar_type());
+  s.t = {xin, w_ih, w_hh, w_ph32, h0, c0, y, std::get<3>(out), std::get<4>(out)};
+  s.coupled = coupled;
+  s.has_b_ih = opt(b_ih).defined();
+  s.has_b_hh = opt(b_hh).defined();
+  s.x_sizes = x.sizes().vec();
+  s.bs = bs;
+  return {y, std::get<1>(out), std::get<2>(out)};
+}
+
+// The layer node's backward from ``s`` and the gradients of (y, h_T, c_T); ``needs``: which of x, w_ih, w_hh, b_ih,
+// b_hh, w_ph need a gradient. Returns dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_ph, dh0, dc0 (undefined where not
+// needed).
+variable_list layer_backward(const LayerSaved& saved, const std::array<bool, 6>& needs, const variable_list& grads) {
+  FlushDenormals ftz;
+  const auto& s = saved.t;
+  const std::vector<int64_t>& bs = saved.bs;
+  const Tensor &xin = s[0], &w_ih = s[1], &w_hh = s[2], &w_ph = s[3], &h0 = s[4], &c0 = s[5], &y = s[6];
+  const Tensor &gates = s[7], &cn = s[8];
+  const bool coupled = saved.coupled;
+  const at::ScalarType dt = xin.scalar_type();
+  const int64_t B = gates.size(1), GH = gates.size(2), H = cn.size(2);
+  const bool packed = bs.back() < B;  // as in forward: xin and dG hold the active rows only
+  const std::vector<int64_t> off = step_offsets(bs);
+  const Peepholes ph(w_ph, H, coupled);
+  // the bias and peephole gradients are summed by the kernel's gate pass
+  Tensor db = at::empty({GH}, gates.options());
+  Tensor dph = w_ph.defined() ? at::empty({w_ph.numel()}, gates.options()) : Tensor();
+  auto back = lstm_bwd_fused(grads[0].defined() ? pooled_as(grads[0], at::kFloat) : at::zeros_like(y, gates.options()),
+                             grads[1], grads[2], gates, cn, cn.data_ptr<float>(), c0.contiguous(),
+                             w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o, nullptr, nullptr, bs, coupled,
+                             db.data_ptr<float>(), dph.defined() ? dph.data_ptr<float>() : nullptr,
+                             packed ? &off : nullptr);
+  const Tensor& dG = std::get<0>(back);  // (rows, G*H) fp32
+  // the GEMMs run in the layer's dtype: bf16 layers take the kernel's bf16 copy of dG (no conversion pass)
+  const Tensor dG2 = dt == at::kBFloat16 && std::get<3>(back).numel() ? std::get<3>(back)
+                                                                       : pooled_as(dG, dt).view({off.back(), GH});
+  Tensor dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_ph;
+  if (needs[0]) {
+    const Tensor dxr = matmul_nt(dG2, w_ih.t());  // (rows, D)
+    dx = (packed ? padded_rows(dxr, bs, off, B) : dxr).view(saved.x_sizes);
+  }
+  // dW_ih = dG^T X and dW_hh = dG^T H_prev: in fp32 one pass over dG for both (gemm_tn.h's merged GEMM)
+  const bool want_ih = needs[1], want_hh = needs[2];
+  const Tensor hp = want_ih && want_hh && dt == at::kFloat
+                        ? h_prev_rows(h0, y, true, &bs, packed ? &off : nullptr) : Tensor();
+  if (hp.defined()) {
+    std::vector<Tensor> w = matmul_tn(dG2, {xin, hp});
+    d_w_ih = w[0];
+    d_w_hh = w[1];
+  } else {
+    if (want_ih) d_w_ih = mm_tn(dG2, xin);
+    if (want_hh) d_w_hh = recurrent_weight_grad(dG2, h0.to(dt), y, dt == at::kFloat, &bs, packed ? &off : nullptr);
+  }
+  const bool g_ih = saved.has_b_ih && needs[3];
+  const bool g_hh = saved.has_b_hh && needs[4];
+  if (g_ih || g_hh) {  // both biases get the same gradient (each its own tensor: they accumulate separately)
+    d_b_ih = db.to(dt);
+    if (g_hh) d_b_hh = g_ih ? d_b_ih.clone() : d_b_ih;
+    if (!g_ih) d_b_ih = Tensor();
+  }
+  if (dph.defined() && needs[5]) d_w_ph = dph.to(dt);
+  return {dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_ph, std::get<1>(back), std::get<2>(back)};
+}
+
+// The saved state of one direction in an autograd context (the tensors under ``key``'s index range, the rest in
+// saved_data with ``key`` as prefix), and back.
+void save_layer(AutogradContext* ctx, const std::vector<const LayerSaved*>& dirs) {
+  std::vector<Tensor> all;
+  for (size_t d = 0; d < dirs.size(); ++d) {
+    const LayerSaved& s = *dirs[d];
+    all.insert(all.end(), s.t.begin(), s.t.end());
+    const std::string k = std::to_string(d);
+    ctx->saved_data["coupled" + k] = s.coupled;
+    ctx->saved_data["has_b_ih" + k] = s.has_b_ih;
+    ctx->saved_data["has_b_hh" + k] = s.has_b_hh;
+    ctx->saved_data["x_sizes" + k] = s.x_sizes;
+    ctx->saved_data["bs" + k] = s.bs;
+  }
+  ctx->save_for_backward(all);
+}
+
+std::vector<LayerSaved> load_layer(AutogradContext* ctx, size_t n) {
+  const auto all = ctx->get_saved_variables();
+  std::vector<LayerSaved> out(n);
+  const size_t per = all.size() / n;
+  for (size_t d = 0; d < n; ++d) {
+    LayerSaved& s = out[d];
+    s.t.assign(all.begin() + d * per, all.begin() + (d + 1) * per);
+    const std::string k = std::to_string(d);
+    s.coupled = ctx->saved_data["coupled" + k].toBool();
+    s.has_b_ih = ctx->saved_data["has_b_ih" + k].toBool();
+    s.has_b_hh = ctx->saved_data["has_b_hh" + k].toBool();
+    s.x_sizes = ctx->saved_data["x_sizes" + k].toIntVector();
+    s.bs = ctx->saved_data["bs" + k].toIntVector();
+  }
+  return out;
+}
+
 struct LstmLayer : public torch::autograd::Function<LstmLayer> {
-  // x (T, B, D) fp32 or bf16 (then every weight bf16); w_ih (G*H, D); w_hh (G*H, H); b_ih, b_hh (G*H) or none;
-  // w_ph (3H | 2H) or none; batch_sizes (T) rows active per step (batch sorted longest first) or none;
-  // h0, c0 (B, H) fp32. Returns y (T, B, H) in x's dtype, h_T and c_T in fp32.
-  // bf16: the projection and weight-gradient GEMMs run in bf16, the loop with bf16 W_hh dot products, the cell
-  // state and the gate pass in fp32.
+  // see layer_forward
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& w_ih, const Tensor& w_hh,
                                const c10::optional<Tensor>& b_ih, const c10::optional<Tensor>& b_hh,
-                               const c10::optional<Tensor>& w_ph_in, const c10::optional<Tensor>& batch_sizes,
+                               const c10::optional<Tensor>& w_ph, const c10::optional<Tensor>& batch_sizes,
                                const Tensor& h0, const Tensor& c0, bool coupled) {
-    FlushDenormals ftz;
-    const int64_t T = x.size(0), B = x.size(1), D = x.size(2), H = c0.size(1);
-    const bool low = x.scalar_type() == at::kBFloat16;
-    const std::vector<int64_t> bs = rows_per_step(batch_sizes, T, B);  // lengths: batch sorted longest first
-    // with lengths, the GEMMs over all steps (here the projection, in backward the weight gradients and dx) take
-    // only the active rows: rows of finished sequences cost nothing
-    const bool packed = bs.back() < B;
-    const std::vector<int64_t> off = step_offsets(bs);
-    const Tensor x2 = x.reshape({T * B, D}).contiguous(), w_ph = opt(w_ph_in);
-    const Tensor xin = packed ? active_rows(x2, bs, off, B) : x2;  // (rows, D)
-    const Tensor bias = low ? bias_sum_f32(b_ih, b_hh) : bias_sum(b_ih, b_hh);
-    const Tensor gx = projection_f32(xin, w_ih);  // (rows, G*H); the kernel adds the biases
-    const Tensor w_ph32 = w_ph.defined() ? w_ph.to(at::kFloat).contiguous() : w_ph;
-    const Peepholes ph(w_ph32, H, coupled);
-    auto out = lstm_fwd_fused(gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
-                              nullptr, nullptr, bs, coupled, true, bias.defined() ? bias.data_ptr<float>() : nullptr,
-                              /*h0_before_y=*/!low, &off);
-    const Tensor y = pooled_as(std::get<0>(out), x.scalar_type());
-    const Tensor &gates = std::get<3>(out), &cn = std::get<4>(out);
-    ctx->save_for_backward({xin, w_ih, w_hh, w_ph32, h0, c0, y, gates, cn});
-    ctx->saved_data["coupled"] = coupled;
-    ctx->saved_data["has_b_ih"] = opt(b_ih).defined();
-    ctx->saved_data["has_b_hh"] = opt(b_hh).defined();
-    ctx->saved_data["x_sizes"] = x.sizes().vec();
-    ctx->saved_data["bs"] = bs;
-    return {y, std::get<1>(out), std::get<2>(out)};
+    LayerSaved s;
+    variable_list out = layer_forward(x, w_ih, w_hh, b_ih, b_hh, w_ph, batch_sizes, h0, c0, coupled, s);
+    save_layer(ctx, {&s});
+    record_edges(ctx, {true, true, true, present(b_ih), present(b_hh), present(w_ph), present(batch_sizes), true,
+                       true, false});
+    return out;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    FlushDenormals ftz;
-    const auto s = ctx->get_saved_variables();
-    const std::vector<int64_t> bs = ctx->saved_data["bs"].toIntVector();
-    const Tensor &xin = s[0], &w_ih = s[1], &w_hh = s[2], &w_ph = s[3], &h0 = s[4], &c0 = s[5], &y = s[6];
-    const Tensor &gates = s[7], &cn = s[8];
-    const bool coupled = ctx->saved_data["coupled"].toBool();
-    const at::ScalarType dt = xin.scalar_type();
-    const int64_t B = gates.size(1), GH = gates.size(2), H = cn.size(2);
-    const bool packed = bs.back() < B;  // as in forward: xin and dG hold the active rows only
-    const std::vector<int64_t> off = step_offsets(bs);
-    const Peepholes ph(w_ph, H, coupled);
-    // the bias and peephole gradients are summed by the kernel's gate pass
-    Tensor db = at::empty({GH}, gates.options());
-    Tensor dph = w_ph.defined() ? at::empty({w_ph.numel()}, gates.options()) : Tensor();
-    auto back = lstm_bwd_fused(grads[0].defined() ? pooled_as(grads[0], at::kFloat) : at::zeros_like(y, gates.options()),
-                               grads[1], grads[2], gates, cn, cn.data_ptr<float>(), c0.contiguous(),
-                               w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o, nullptr, nullptr, bs, coupled,
-                               db.data_ptr<float>(), dph.defined() ? dph.data_ptr<float>() : nullptr,
-                               packed ? &off : nullptr);
-    const Tensor& dG = std::get<0>(back);  // (rows, G*H) fp32
-    // the GEMMs run in the layer's dtype: bf16 layers take the kernel's bf16 copy of dG (no conversion pass)
-    const Tensor dG2 = dt == at::kBFloat16 && std::get<3>(back).numel() ? std::get<3>(back)
-                                                                         : pooled_as(dG, dt).view({off.back(), GH});
-    Tensor dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_ph;
-    if (ctx->needs_input_grad(0)) {
-      const Tensor dxr = matmul_nt(dG2, w_ih.t());  // (rows, D)
-      dx = (packed ? padded_rows(dxr, bs, off, B) : dxr).view(ctx->saved_data["x_sizes"].toIntVector());
-    }
-    // dW_ih = dG^T X and dW_hh = dG^T H_prev: in fp32 one pass over dG for both (gemm_tn.h's merged GEMM)
-    const bool want_ih = ctx->needs_input_grad(1), want_hh = ctx->needs_input_grad(2);
-    const Tensor hp = want_ih && want_hh && dt == at::kFloat
-                          ? h_prev_rows(h0, y, true, &bs, packed ? &off : nullptr) : Tensor();
-    if (hp.defined()) {
-      std::vector<Tensor> w = matmul_tn(dG2, {xin, hp});
-      d_w_ih = w[0];
-      d_w_hh = w[1];
-    } else {
-      if (want_ih) d_w_ih = mm_tn(dG2, xin);
-      if (want_hh) d_w_hh = recurrent_weight_grad(dG2, h0.to(dt), y, dt == at::kFloat, &bs, packed ? &off : nullptr);
-    }
-    const bool g_ih = ctx->saved_data["has_b_ih"].toBool() && ctx->needs_input_grad(3);
-    const bool g_hh = ctx->saved_data["has_b_hh"].toBool() && ctx->needs_input_grad(4);
-    if (g_ih || g_hh) {  // both biases get the same gradient (each its own tensor: they accumulate separately)
-      d_b_ih = db.to(dt);
-      if (g_hh) d_b_hh = g_ih ? d_b_ih.clone() : d_b_ih;
-      if (!g_ih) d_b_ih = Tensor();
-    }
-    if (dph.defined() && ctx->needs_input_grad(5)) d_w_ph = dph.to(dt);
-    return {dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_ph, Tensor(), std::get<1>(back), std::get<2>(back), Tensor()};
+    const std::array<bool, 6> needs{needs_grad(ctx, 0), needs_grad(ctx, 1), needs_grad(ctx, 2),
+                                    needs_grad(ctx, 3), needs_grad(ctx, 4), needs_grad(ctx, 5)};
+    variable_list g = layer_backward(load_layer(ctx, 1)[0], needs, grads);
+    return {g[0], g[1], g[2], g[3], g[4], g[5], Tensor(), g[6], g[7], Tensor()};
   }
 };
 
@@ -240,6 +297,8 @@ struct LstmLnLayer : public torch::autograd::Function<LstmLnLayer> {
                             std::get<7>(o), std::get<8>(o), std::get<9>(o)});
     ctx->saved_data["coupled"] = coupled;
     ctx->saved_data["x_sizes"] = x.sizes().vec();
+    record_edges(ctx, {true, true, true, true, present(b_ih), present(b_hh), true, true, true, true, true,
+                       present(w_ph_in), true, true, false});
     return {y, std::get<1>(o), std::get<2>(o)};
   }
 
@@ -272,10 +331,10 @@ struct LstmLnLayer : public torch::autograd::Function<LstmLnLayer> {
     ln_rows_bwd(T * B, H, dcl.data_ptr<float>(), nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
                 d_ln_c_b.data_ptr<float>(), n_c.data_ptr<float>(), d_ln_c_w.data_ptr<float>());
     Tensor dx, d_w_ih, d_w_hh, d_w_ph;
-    if (ctx->needs_input_grad(0)) dx = matmul_nt(d_proj, w_ih.t()).view(ctx->saved_data["x_sizes"].toIntVector());
-    if (ctx->needs_input_grad(1)) d_w_ih = mm_tn(d_proj, x2);
-    if (ctx->needs_input_grad(6)) d_w_hh = recurrent_weight_grad(dGh.view({T * B, GH}), h0, y);
-    if (w_ph.defined() && ctx->needs_input_grad(11)) d_w_ph = peephole_grad(dA, c0, cn, coupled);
+    if (needs_grad(ctx, 0)) dx = matmul_nt(d_proj, w_ih.t()).view(ctx->saved_data["x_sizes"].toIntVector());
+    if (needs_grad(ctx, 1)) d_w_ih = mm_tn(d_proj, x2);
+    if (needs_grad(ctx, 6)) d_w_hh = recurrent_weight_grad(dGh.view({T * B, GH}), h0, y);
+    if (w_ph.defined() && needs_grad(ctx, 11)) d_w_ph = peephole_grad(dA, c0, cn, coupled);
     // ln_ih_b, b_ih and b_hh enter as one sum: the same gradient, a tensor each
     const Tensor d_b_ih = ctx->saved_data["has_b_ih"].toBool() ? d_ln_b.clone() : Tensor();
     const Tensor d_b_hh = ctx->saved_data["has_b_hh"].toBool() ? d_ln_b.clone() : Tensor();

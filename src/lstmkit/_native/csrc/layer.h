@@ -1,0 +1,54 @@
+// The LSTM layer node's forward and backward as plain functions (layer.cpp), shared by the one-direction node and
+// the node that runs both directions of a bidirectional layer at once (bilayer.cpp).
+#pragma once
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <array>
+#include <vector>
+
+namespace lstmkit {
+
+// What one direction's backward needs: the tensors (x's rows, weights, states, y, gates, cells) and the flags.
+struct LayerSaved {
+  std::vector<at::Tensor> t;
+  bool coupled = false, has_b_ih = false, has_b_hh = false;
+  std::vector<int64_t> x_sizes, bs;
+};
+
+torch::autograd::variable_list layer_forward(const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& w_hh,
+                                             const c10::optional<at::Tensor>& b_ih,
+                                             const c10::optional<at::Tensor>& b_hh,
+                                             const c10::optional<at::Tensor>& w_ph,
+                                             const c10::optional<at::Tensor>& batch_sizes, const at::Tensor& h0,
+                                             const at::Tensor& c0, bool coupled, LayerSaved& s);
+torch::autograd::variable_list layer_backward(const LayerSaved& s, const std::array<bool, 6>& needs,
+                                              const torch::autograd::variable_list& grads);
+void save_layer(torch::autograd::AutogradContext* ctx, const std::vector<const LayerSaved*>& dirs);
+std::vector<LayerSaved> load_layer(torch::autograd::AutogradContext* ctx, size_t n);
+
+// needs_input_grad by argument position. A node's edges (what needs_input_grad indexes) skip absent optional
+// tensors and non-tensor arguments, so forward records each position's edge with record_edges (``present``: one
+// flag per argument, whether it is a tensor that is there) and backward asks needs_grad(ctx, position).
+inline void record_edges(torch::autograd::AutogradContext* ctx, std::initializer_list<bool> present) {
+  std::vector<int64_t> edge;
+  int64_t next = 0;
+  for (bool p : present) edge.push_back(p ? next++ : -1);
+  ctx->saved_data["edges"] = edge;
+}
+
+inline bool needs_grad(torch::autograd::AutogradContext* ctx, int64_t position) {
+  const int64_t e = ctx->saved_data["edges"].toIntList().get(position);
+  return e >= 0 && ctx->needs_input_grad(e);
+}
+
+inline bool present(const c10::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
+
+std::vector<at::Tensor> lstm_layer_infer(const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& w_hh,
+                                         const c10::optional<at::Tensor>& b_ih,
+                                         const c10::optional<at::Tensor>& b_hh,
+                                         const c10::optional<at::Tensor>& w_ph,
+                                         const c10::optional<at::Tensor>& batch_sizes, const at::Tensor& h0,
+                                         const at::Tensor& c0, bool coupled);
+
+}  // namespace lstmkit
