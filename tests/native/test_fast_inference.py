@@ -83,3 +83,25 @@ def test_bad_input_still_names_the_problem():
         m(torch.randn(6, 2, 4))
     with torch.no_grad(), pytest.raises(ValueError, match="at least one time step"):
         m(torch.randn(0, 2, 5))
+
+
+def test_parametrized_weight_takes_the_general_path(calls):
+    """A weight under nn.utils.parametrize is no plain Parameter: the fast path must not run without it."""
+    from torch.nn.utils import parametrize
+
+    class Double(torch.nn.Module):
+        def forward(self, w):
+            return 2 * w
+
+    torch.manual_seed(2)
+    ref = lnn.LSTM(5, 8, peephole=True, backend="reference").eval()
+    nat = lnn.LSTM(5, 8, peephole=True, backend="native").eval()
+    nat.load_state_dict(ref.state_dict())
+    for m in (ref, nat):
+        parametrize.register_parametrization(m, "weight_ph_l0", Double())
+    x = torch.randn(6, 2, 5)
+    with torch.no_grad():
+        y, _ = nat(x)
+        y_ref, _ = ref(x)
+    assert calls
+    torch.testing.assert_close(y, y_ref, atol=2e-5, rtol=1e-4)

@@ -271,16 +271,17 @@ class RNNBase(nn.Module):
             return None
         params = self._parameters
         w_ih = params.get("weight_ih_l0")  # None when parametrized (nn.utils.parametrize): the general path
+        w_ph, b_ih, b_hh = params.get("weight_ph_l0"), params.get("bias_ih_l0"), params.get("bias_hh_l0")
         if (w_ih is None or not isinstance(input, Tensor) or input.dim() != 3 or input.dtype != torch.float32
                 or w_ih.dtype != torch.float32 or input.size(-1) != self.input_size or input.numel() == 0
-                or input.device != w_ih.device):
+                or input.device != w_ih.device or (self.peephole and w_ph is None)
+                or (self.bias and (b_ih is None or b_hh is None))):
             return None
         if _backend.resolve(self.backend) != "native":
             return None
         x = input.transpose(0, 1) if self.batch_first else input  # (T, B, D)
-        y, h, c = _backend.native_module().lstm_inference(
-            x, w_ih, params.get("weight_hh_l0"), params.get("bias_ih_l0"), params.get("bias_hh_l0"),
-            params.get("weight_ph_l0"), self.coupled)
+        y, h, c = _backend.native_module().lstm_inference(x, w_ih, params.get("weight_hh_l0"), b_ih, b_hh, w_ph,
+                                                          self.coupled)
         if y is None:
             return None
         return (y.transpose(0, 1) if self.batch_first else y), (h.unsqueeze(0), c.unsqueeze(0))
