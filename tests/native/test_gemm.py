@@ -53,3 +53,21 @@ def test_matmul_nt_rejects_bad_shapes():
         _c().matmul_nt_out(out, torch.randn(4, 3), torch.randn(5, 3), torch.randn(4))
     with pytest.raises(RuntimeError, match="fp32 only"):
         _c().matmul_nt_out(out, torch.randn(4, 3).double(), torch.randn(5, 3), None)
+
+
+def test_ops_route_plain_fp32_tensors_and_parameters_to_the_engine(monkeypatch):
+    """ops._matmul (the dX of the GRU, RNN and projection paths) multiplies by a weight Parameter: that must run on
+    the engine's GEMM, as plain tensors do; bf16 goes to ATen. The engine's result must match ATen's."""
+    from lstmkit._native import ops
+
+    seen = []
+    real = ops._C.matmul_nt_out
+    monkeypatch.setattr(ops._C, "matmul_nt_out", lambda *a, **k: (seen.append(1), real(*a, **k))[1])
+    torch.manual_seed(0)
+    g, w = torch.randn(40, 24), torch.nn.Parameter(torch.randn(24, 7))
+    out = ops._matmul(g, w)
+    assert seen, "a Parameter operand must take the engine's GEMM"
+    torch.testing.assert_close(out, g @ w.detach(), atol=1e-5, rtol=1e-5)
+    seen.clear()
+    ops._matmul(g.bfloat16(), w.detach().bfloat16())
+    assert not seen

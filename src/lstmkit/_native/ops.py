@@ -92,9 +92,13 @@ def _bwd(ctx):
 
 
 def _plain_f32(*ts: Tensor) -> bool:
-    """Whether the engine's own GEMMs (csrc/gemm.h, gemm_tn.h) may take these tensors: plain fp32 ones. Not bf16,
-    and not the fake or functional tensors of a traced backward, which have no data to read (ATen's then)."""
-    return all(t.dtype == torch.float32 and type(t) is Tensor for t in ts)
+    """Whether the engine's own GEMMs (csrc/gemm.h, gemm_tn.h) may take these tensors: plain fp32 ones (tensors or
+    parameters). Not bf16, and not the fake or functional tensors of a traced backward, which have no data to read
+    (ATen's then)."""
+    return all(t.dtype == torch.float32 and type(t) in _PLAIN for t in ts)
+
+
+_PLAIN = (Tensor, torch.nn.Parameter)
 
 
 def _mm_tn(a: Tensor, b: Tensor) -> Tensor:
