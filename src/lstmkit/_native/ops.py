@@ -338,7 +338,7 @@ def _matmul(a: Tensor, b: Tensor) -> Tensor:
     """``a @ b`` for a (M, K) and b (K, N): the engine's GEMM (csrc/gemm.h), or ATen's (see _plain_f32)."""
     if not _plain_f32(a, b):
         return a.mm(b)
-    out = a.new_empty(a.size(0), b.size(1))
+    out = _C.pool_empty([a.size(0), b.size(1)])  # pooled: a fresh (rows, D) buffer page-faults (csrc/pool.h)
     _C.matmul_nt_out(out, a, b.t())
     return out
 
