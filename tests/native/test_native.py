@@ -140,6 +140,19 @@ def test_bidirectional_directions_at_once_match_reference(kw, with_lengths, monk
             torch.testing.assert_close(b, a, **TOL[torch.float32])
 
 
+@pytest.mark.parametrize("kw", [{}, {"peephole": True, "coupled": True}, {"bias": False, "batch_first": True}])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_inference_computing_input_projection_in_the_loop_matches_reference(kw, threads, monkeypatch):
+    """Inference whose G_x of all steps would take 4 MB or more: the loop computes it a few steps at a time, each
+    thread for its own units (csrc/fused_lstm.cpp). 101 steps of 40 rows leave a short last chunk."""
+    _use_threads(threads, monkeypatch)
+    ref, nat = _pair(lnn.LSTM, 24, 256, **kw)
+    x = torch.randn(40, 101, 24) if kw.get("batch_first") else torch.randn(101, 40, 24)
+    with torch.no_grad():
+        for a, b in zip(_flat(ref.eval()(x)), _flat(nat.eval()(x))):
+            torch.testing.assert_close(b, a, **TOL[torch.float32])
+
+
 def _flat(out):
     """(y, (h, c)) as a flat list."""
     y, (h, c) = out

@@ -10,16 +10,26 @@ namespace lstmkit {
 
 constexpr int64_t UB = 16;  // hidden units per panel block of the fused loops
 
+// Inference may hand the loop X itself instead of G_x (see lstm_fwd_fused): x (T*B, D) rows and W_ih^T packed by
+// pack_cols16 ((D, G*H) as 16-column panels); the biases still come as lstm_fwd_fused's ``bias``.
+struct LoopInput {
+  const float* x = nullptr;
+  int64_t D = 0;
+  const float* w_ih_packed = nullptr;
+};
+
 // Forward without projection: gx (T, B, G*H); p_i/p_f/p_o peepholes, zh/zc zoneout masks and rd (B, H) the
 // recurrent-dropout mask may be null; bs: rows active per step; save: keep per-step gates and cells for
 // backward; bias (G*H) or null is added to the pre-activations (when gx was computed without it); h0_before_y:
 // y is a view one step into a buffer that starts with a copy of h0 (see there); off (step_offsets of bs): gx
-// holds the active rows only, (off[T], G*H), else gx is (T, B, G*H). Returns y, h_T, c_T, gates, cn, cs, m.
+// holds the active rows only, (off[T], G*H), else gx is (T, B, G*H). in (inference, every row active, fp32, H a
+// multiple of 16; gx is then ignored): each thread computes G_x for its own units, a few steps at a time, inside
+// the loop. Returns y, h_T, c_T, gates, cn, cs, m.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_fwd_fused(
     const at::Tensor& gx, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_hh, const float* p_i,
     const float* p_f, const float* p_o, const float* zh, const float* zc, const std::vector<int64_t>& bs,
     bool coupled, bool save, const float* bias, bool h0_before_y = false,
-    const std::vector<int64_t>* off = nullptr, const float* rd = nullptr);
+    const std::vector<int64_t>* off = nullptr, const float* rd = nullptr, const LoopInput* in = nullptr);
 
 // Backward of lstm_fwd_fused: returns dG (T, B, G*H), dh0, dc0, and for bf16 weights dG as bf16 ((rows, G*H),
 // a view with row stride G*H rounded up to even; else an empty tensor). csp: carried cells.
