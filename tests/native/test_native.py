@@ -140,11 +140,13 @@ def test_bidirectional_directions_at_once_match_reference(kw, with_lengths, monk
             torch.testing.assert_close(b, a, **TOL[torch.float32])
 
 
-@pytest.mark.parametrize("kw", [{}, {"peephole": True, "coupled": True}, {"bias": False, "batch_first": True}])
+@pytest.mark.parametrize("kw", [{}, {"peephole": True, "coupled": True}, {"bias": False, "batch_first": True},
+                                {"bidirectional": True}])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_inference_computing_input_projection_in_the_loop_matches_reference(kw, threads, monkeypatch):
     """Inference whose G_x of all steps would take 4 MB or more: the loop computes it a few steps at a time, each
-    thread for its own units (csrc/fused_lstm.cpp). 101 steps of 40 rows leave a short last chunk."""
+    thread for its own units (csrc/fused_lstm.cpp; bidirectional: each direction on its own thread, csrc/bilayer.cpp).
+    101 steps of 40 rows leave a short last chunk."""
     _use_threads(threads, monkeypatch)
     ref, nat = _pair(lnn.LSTM, 24, 256, **kw)
     x = torch.randn(40, 101, 24) if kw.get("batch_first") else torch.randn(101, 40, 24)
