@@ -124,14 +124,15 @@ def test_two_thread_gru_matches_reference(kw, monkeypatch):
                   train=bool(kw))
 
 
-@pytest.mark.parametrize("kw", [{}, {"peephole": True, "num_layers": 2, "dropout": 0.5},
-                                {"coupled": True, "bias": False, "peephole": True}])
+@pytest.mark.parametrize("cls,kw", [(lnn.LSTM, {}), (lnn.LSTM, {"peephole": True, "num_layers": 2, "dropout": 0.5}),
+                                    (lnn.LSTM, {"coupled": True, "bias": False, "peephole": True}),
+                                    (lnn.GRU, {}), (lnn.GRU, {"bias": False, "num_layers": 2, "dropout": 0.5})])
 @pytest.mark.parametrize("with_lengths", [False, True])
-def test_bidirectional_directions_at_once_match_reference(kw, with_lengths, monkeypatch):
-    """Two threads: a bidirectional layer runs its directions at once, one per thread (csrc/bilayer.cpp), in
-    training (the pair node, every gradient) and in inference."""
+def test_bidirectional_directions_at_once_match_reference(cls, kw, with_lengths, monkeypatch):
+    """Two threads: a bidirectional layer runs its directions at once, one per thread (csrc/bilayer.cpp,
+    csrc/gru_layer.cpp), in training (the pair node, every gradient) and in inference."""
     _use_threads(2, monkeypatch)
-    ref, nat = _pair(lnn.LSTM, 6, 20, bidirectional=True, **kw)
+    ref, nat = _pair(cls, 6, 20, bidirectional=True, **kw)
     x = torch.randn(7, 9, 6)
     lengths = torch.tensor([7, 3, 1, 7, 5, 2, 6, 4, 7]) if with_lengths else None
     _assert_match(ref, nat, x, lengths, train=True)
@@ -156,9 +157,9 @@ def test_inference_computing_input_projection_in_the_loop_matches_reference(kw, 
 
 
 def _flat(out):
-    """(y, (h, c)) as a flat list."""
-    y, (h, c) = out
-    return [y, h, c]
+    """(y, (h, c)) or (y, h) as a flat list."""
+    y, st = out
+    return [y, *st] if isinstance(st, tuple) else [y, st]
 
 
 @pytest.mark.parametrize("kw,dtype", [({}, torch.float32), ({"peephole": True}, torch.float32),

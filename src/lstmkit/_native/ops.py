@@ -101,6 +101,11 @@ def _plain_f32(*ts: Tensor) -> bool:
 _PLAIN = (Tensor, torch.nn.Parameter)
 
 
+def _all_f32(*ts: Optional[Tensor]) -> bool:
+    """Whether every tensor given (None: absent) is fp32."""
+    return all(t is None or t.dtype == torch.float32 for t in ts)
+
+
 def _mm_tn(a: Tensor, b: Tensor) -> Tensor:
     """``a^T b`` over all rows: the engine's weight-gradient GEMM (csrc/gemm_tn.h), or ATen's (see _plain_f32)."""
     return _C.matmul_tn(a, [b])[0] if _plain_f32(a, b) else a.t().mm(b)
@@ -377,31 +382,40 @@ def lstm_inference(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor]
 
 
 def run_bidirectional(spec, dirs, lengths: Optional[Tensor] = None):
-    """Both directions of a bidirectional LSTM layer at once, one per core (csrc/bilayer.cpp): ``dirs`` holds, per
-    direction, ``(x, h0, c0, w)`` as for :func:`run_direction` (the reverse direction's x already reversed within
-    each length); returns ``[(y, h_T, c_T)] * 2`` as two run_direction calls would, or None when the layer is not
-    the case the pair covers (the LSTM without projection or layer norm; no zoneout or recurrent dropout)."""
+    """Both directions of a bidirectional LSTM or GRU layer at once, one per core (csrc/bilayer.cpp,
+    csrc/gru_layer.cpp): ``dirs`` holds, per direction, ``(x, h0, c0, w)`` as for :func:`run_direction` (the
+    reverse direction's x already reversed within each length; c0 None for the GRU); returns ``[(y, h_T, c_T)] * 2``
+    as two run_direction calls would, or None when the layer is not a case the pair covers: the LSTM without
+    projection or layer norm, the fp32 GRU (the caller passes no zoneout or recurrent-dropout masks)."""
     (x, h0f, c0f, wf), (x_rev, h0r, c0r, wr) = dirs
-    if spec.mode != "lstm" or spec.layer_norm or wf.w_hr is not None:
+    gru = spec.mode == "gru"
+    if not (gru and _all_f32(x, *wf, *wr)) and not (
+            spec.mode == "lstm" and not spec.layer_norm and wf.w_hr is None):
         return None
+    states = (h0f, c0f, h0r, c0r)
     perm = inv = batch_sizes = None
     if lengths is not None:
         perm, inv, batch_sizes = _sort_by_length(lengths, x.size(0))
         if perm is not None:
             x, x_rev = x.index_select(1, perm), x_rev.index_select(1, perm)
-            h0f, c0f, h0r, c0r = (t.index_select(0, perm) for t in (h0f, c0f, h0r, c0r))
-    states = (h0f, c0f, h0r, c0r)
+            states = tuple(None if t is None else t.index_select(0, perm) for t in states)
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or x_rev.requires_grad or any(
         t is not None and t.requires_grad for t in (*wf, *wr, *states)))
     low = x.dtype == torch.bfloat16
-    h0f, c0f, h0r, c0r = ((t.float() if low else t).contiguous() for t in states)
-    pair = _C.lstm_bilayer if needs_grad else _C.lstm_bilayer_infer
-    out = pair(x, x_rev, wf.w_ih, wf.w_hh, wf.b_ih, wf.b_hh, wf.w_ph, wr.w_ih, wr.w_hh, wr.b_ih, wr.b_hh, wr.w_ph,
-               batch_sizes, h0f, c0f, h0r, c0r, spec.coupled)  # y_f, h_f, c_f, y_r, h_r, c_r
+    h0f, c0f, h0r, c0r = (None if t is None else (t.float() if low else t).contiguous() for t in states)
+    if gru:
+        pair = _C.gru_bilayer if needs_grad else _C.gru_bilayer_infer
+        out = pair(x, x_rev, wf.w_ih, wf.w_hh, wf.b_ih, wf.b_hh, wr.w_ih, wr.w_hh, wr.b_ih, wr.b_hh, batch_sizes,
+                   h0f, h0r)  # y_f, h_f, y_r, h_r
+        out = out[:2] + [None] + out[2:] + [None]
+    else:
+        pair = _C.lstm_bilayer if needs_grad else _C.lstm_bilayer_infer
+        out = pair(x, x_rev, wf.w_ih, wf.w_hh, wf.b_ih, wf.b_hh, wf.w_ph, wr.w_ih, wr.w_hh, wr.b_ih, wr.b_hh, wr.w_ph,
+                   batch_sizes, h0f, c0f, h0r, c0r, spec.coupled)  # y_f, h_f, c_f, y_r, h_r, c_r
     if low:
         out = [t.to(x.dtype) for t in out]
-    if inv is not None:
-        out = [t.index_select(1 if i % 3 == 0 else 0, inv) for i, t in enumerate(out)]
+    if inv is not None:  # y (dim 1), h and c (dim 0) back in the caller's batch order
+        out = [None if t is None else t.index_select(1 if i % 3 == 0 else 0, inv) for i, t in enumerate(out)]
     return [tuple(out[:3]), tuple(out[3:])]
 
 
@@ -451,6 +465,12 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
         # bf16: W_hh goes in as bf16 (the fused loop's per-step GEMMs are bf16 dot products, fp32 accumulation)
         y, h, c, *_ = kern.lstm_fwd(gx, h0, c0, w.w_hh, f32(w.w_hr), f32(w.w_ph), batch_sizes,
                                                  rd_mask, zo_h, zo_c, spec.coupled)
+    elif spec.mode == "gru" and rd_mask is None and _all_f32(x, *w):
+        # fp32 without recurrent dropout: projection, loop and (in training) the whole backward in one C++ call and
+        # one autograd node (csrc/gru_layer.cpp)
+        y, h = (_C.gru_layer if needs_grad else _C.gru_layer_infer)(x, w.w_ih, w.w_hh, w.b_ih, w.b_hh, batch_sizes,
+                                                                     h0)
+        c = None
     elif spec.mode == "gru":
         gx = f32(_project(x, w.w_ih, w.b_ih))  # (T, B, 3H)
         y, h, *_ = kern.gru_fwd(gx, h0, f32(w.w_hh), f32(w.b_hh), batch_sizes, rd_mask, zo_h)

@@ -34,7 +34,7 @@ class RNNBase(nn.Module):
     A layer validates its input, turns ``lengths`` or a PackedSequence into per-sequence lengths, samples the
     random masks (training only), and per layer and direction calls one backend function
     (``lstmkit.nn._engine.run_direction``): the reference loop over ``lstmkit.functional`` or the native engine.
-    The native engine runs the two directions of a bidirectional LSTM layer at once (``run_bidirectional``).
+    The native engine runs the two directions of a bidirectional LSTM or GRU layer at once (``run_bidirectional``).
     """
 
     def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
@@ -233,9 +233,9 @@ class RNNBase(nn.Module):
                                                               else x.new_zeros(batch, hidden))
                 dirs.append((seq, h_i, c_i, self._direction_weights(index)))
                 masks.append((rd, zo_h, zo_c))
-            # two directions without masks: at once, one per core (native LSTM), else one after the other
+            # two directions without masks: at once, one per core (native LSTM and GRU), else one after the other
             pair = (run_bidirectional(which, self.spec, dirs, lengths)
-                    if num_dirs == 2 and with_cell and not any(m is not None for ms in masks for m in ms) else None)
+                    if num_dirs == 2 and not any(m is not None for ms in masks for m in ms) else None)
             results = pair or [run_direction(which, self.spec, *d, lengths, *m) for d, m in zip(dirs, masks)]
             outputs = []
             for direction, (y, h_t, c_t) in enumerate(results):

@@ -7,10 +7,6 @@
 #include "layer.h"
 #include "team.h"
 
-#include <ATen/ThreadLocalState.h>
-
-#include <exception>
-
 namespace lstmkit {
 
 using at::Tensor;
@@ -19,31 +15,6 @@ using torch::autograd::variable_list;
 using OT = c10::optional<Tensor>;
 
 namespace {
-
-// Runs job(0) and job(1) at once on the team's two threads, each with the caller's thread-local state (grad mode,
-// inference mode, dispatch keys); one after the other when the team may not run (LSTMKIT_THREADS=1, one intra-op
-// thread, inside another parallel region). An exception in either is rethrown here once both have ended.
-void run_both(const std::function<void(int)>& job) {
-  if (team_allowed(forced_threads())) {
-    const at::ThreadLocalState state;
-    std::exception_ptr err[2];
-    std::function<void(int)> guarded = [&](int tid) {
-      at::ThreadLocalStateGuard guard(state);
-      try {
-        job(tid);
-      } catch (...) {
-        err[tid] = std::current_exception();
-      }
-    };
-    if (Team2::run(guarded)) {
-      for (const auto& e : err)
-        if (e) std::rethrow_exception(e);
-      return;
-    }
-  }
-  job(0);
-  job(1);
-}
 
 // Arguments of both directions: x_r is the input reversed within each sequence's length (the caller's work), the
 // weights of each direction as for lstm_layer, one batch_sizes (the same lengths both ways).

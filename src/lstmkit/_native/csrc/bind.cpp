@@ -49,6 +49,16 @@ std::vector<Tensor> lstm_bilayer_infer(const Tensor&, const Tensor&, const Tenso
                                        const OT&, const OT&, const Tensor&, const Tensor&, const OT&, const OT&,
                                        const OT&, const OT&, const Tensor&, const Tensor&, const Tensor&,
                                        const Tensor&, bool);
+std::vector<Tensor> gru_layer(const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&, const OT&,
+                              const Tensor&);
+std::vector<Tensor> gru_layer_infer(const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&, const OT&,
+                                    const Tensor&);
+std::vector<Tensor> gru_bilayer(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&,
+                                const Tensor&, const Tensor&, const OT&, const OT&, const OT&, const Tensor&,
+                                const Tensor&);
+std::vector<Tensor> gru_bilayer_infer(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&,
+                                      const OT&, const Tensor&, const Tensor&, const OT&, const OT&, const OT&,
+                                      const Tensor&, const Tensor&);
 }  // namespace lstmkit
 
 TORCH_LIBRARY(lstmkit, m) {
@@ -111,6 +121,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
   // both directions of a bidirectional layer at once, one per core (bilayer.cpp): the node and its inference twin
   mod.def("lstm_bilayer", &lstmkit::lstm_bilayer);
   mod.def("lstm_bilayer_infer", &lstmkit::lstm_bilayer_infer);
+  // the GRU's layer node, its inference twin, and both directions at once (gru_layer.cpp)
+  mod.def("gru_layer", &lstmkit::gru_layer);
+  mod.def("gru_layer_infer", &lstmkit::gru_layer_infer);
+  mod.def("gru_bilayer", &lstmkit::gru_bilayer);
+  mod.def("gru_bilayer_infer", &lstmkit::gru_bilayer_infer);
   // the engine's memory pool (pool.h): fp32 buffers for the input projection, and releasing what it holds
   // the engine's fp32 GEMM for the products over all T*B rows (gemm.h): out = a b^T (+ bias)
   mod.def("matmul_nt_out", &lstmkit::matmul_nt_out, py::arg("out"), py::arg("a"), py::arg("b"),

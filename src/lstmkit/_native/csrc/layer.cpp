@@ -32,6 +32,8 @@ struct Peepholes {
   }
 };
 
+}  // namespace
+
 // G_x = X W_ih^T (T*B, G*H) into pooled memory, without the biases: the kernels add them in their gate passes
 // (in the GEMM they would cost a broadcast copy of all T*B rows first).
 Tensor project(const Tensor& x2, const Tensor& w_ih) {
@@ -90,8 +92,8 @@ Tensor h_prev_rows(const Tensor& h0, const Tensor& y, bool h0_before_y, const st
 
 // dW_hh = sum_t dG_t^T h_{t-1} over dG2 (T*B, G*H): one GEMM over H_prev when it is one matrix (h_prev_rows),
 // else two (h0's rows, then y's; no copy of y).
-Tensor recurrent_weight_grad(const Tensor& dG2, const Tensor& h0, const Tensor& y, bool h0_before_y = false,
-                             const std::vector<int64_t>* bs = nullptr, const std::vector<int64_t>* off = nullptr) {
+Tensor recurrent_weight_grad(const Tensor& dG2, const Tensor& h0, const Tensor& y, bool h0_before_y,
+                             const std::vector<int64_t>* bs, const std::vector<int64_t>* off) {
   const int64_t T = y.size(0), B = y.size(1), H = y.size(2);
   const Tensor hp = h_prev_rows(h0, y, h0_before_y, bs, off);
   if (hp.defined()) return mm_tn(dG2, hp);
@@ -117,8 +119,6 @@ Tensor projection_f32(const Tensor& x2, const Tensor& w_ih) {
   at::mm_out(g16, x2, w_ih.t());
   return pooled_as(g16, at::kFloat);
 }
-
-}  // namespace
 
 // The layer node's forward: x (T, B, D) fp32 or bf16 (then every weight bf16); w_ih (G*H, D); w_hh (G*H, H); b_ih,
 // b_hh (G*H) or none; w_ph (3H | 2H) or none; batch_sizes (T) rows active per step (batch sorted longest first) or

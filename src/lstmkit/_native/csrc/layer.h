@@ -9,6 +9,20 @@
 
 namespace lstmkit {
 
+// Helpers of the layer nodes (layer.cpp), shared with the GRU node (gru_layer.cpp):
+// G_x = X W_ih^T (rows, G*H) fp32 into pooled memory, without biases
+at::Tensor project(const at::Tensor& x2, const at::Tensor& w_ih);
+// an optional tensor, contiguous, or undefined
+at::Tensor opt(const c10::optional<at::Tensor>& t);
+// a^T b over all rows: the engine's TN GEMM (gemm_tn.h) in fp32, ATen's mm otherwise
+at::Tensor mm_tn(const at::Tensor& a, const at::Tensor& b);
+// dW_hh = sum_t dG_t^T h_{t-1} over dG2 (T*B, G*H) with h_{-1} = h0 and then y (see layer.cpp)
+at::Tensor recurrent_weight_grad(const at::Tensor& dG2, const at::Tensor& h0, const at::Tensor& y,
+                                 bool h0_before_y = false, const std::vector<int64_t>* bs = nullptr,
+                                 const std::vector<int64_t>* off = nullptr);
+// ``t`` as a contiguous ``dtype`` tensor, copied into pooled memory when it is not one already
+at::Tensor pooled_as(const at::Tensor& t, at::ScalarType dtype);
+
 // What one direction's backward needs: the tensors (x's rows, weights, states, y, gates, cells) and the flags.
 struct LayerSaved {
   std::vector<at::Tensor> t;

@@ -96,6 +96,9 @@ inline bool team_pays(int64_t macs) {
 }  // namespace lstmkit
 
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
+
+#include <exception>
 #include <vector>
 
 namespace lstmkit {
@@ -162,6 +165,31 @@ void gemm_row_halves(int64_t M, int64_t macs, F&& body) {
     if (Team2::run(job)) return;
   }
   body(0, (int64_t)0, M, (Barrier2*)nullptr);
+}
+
+// Runs job(0) and job(1) at once on the team's two threads, each with the caller's thread-local state (grad mode,
+// inference mode, dispatch keys); one after the other when the team may not run (LSTMKIT_THREADS=1, one intra-op
+// thread, inside another parallel region). An exception in either is rethrown here once both have ended.
+inline void run_both(const std::function<void(int)>& job) {
+  if (team_allowed(forced_threads())) {
+    const at::ThreadLocalState state;
+    std::exception_ptr err[2];
+    std::function<void(int)> guarded = [&](int tid) {
+      at::ThreadLocalStateGuard guard(state);
+      try {
+        job(tid);
+      } catch (...) {
+        err[tid] = std::current_exception();
+      }
+    };
+    if (Team2::run(guarded)) {
+      for (const auto& e : err)
+        if (e) std::rethrow_exception(e);
+      return;
+    }
+  }
+  job(0);
+  job(1);
 }
 
 }  // namespace lstmkit
