@@ -42,14 +42,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_bwd_fused(
     float* db = nullptr, float* dph = nullptr, const std::vector<int64_t>* off = nullptr,
     const float* rd = nullptr);
 
-// Layer-norm LSTM recurrence (ln_lstm.cpp; the registered ops lstm_ln_fwd / lstm_ln_bwd).
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
-           at::Tensor>
-lstm_ln_fwd(const at::Tensor& gx, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_hh,
-            const at::Tensor& ln_hh_w, const at::Tensor& ln_hh_b, const at::Tensor& ln_c_w, const at::Tensor& ln_c_b,
-            const c10::optional<at::Tensor>& w_ph, const c10::optional<at::Tensor>& batch_sizes,
-            const c10::optional<at::Tensor>& rd, const c10::optional<at::Tensor>& zo_h,
-            const c10::optional<at::Tensor>& zo_c, bool coupled);
+// Layer-norm LSTM recurrence (ln_lstm.cpp; the registered ops lstm_ln_fwd / lstm_ln_bwd; the layer node calls
+// lstm_ln_fwd_impl with h0_before_y).
+using LnFwd = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+                         at::Tensor, at::Tensor, at::Tensor>;
+LnFwd lstm_ln_fwd(const at::Tensor& gx, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_hh,
+                  const at::Tensor& ln_hh_w, const at::Tensor& ln_hh_b, const at::Tensor& ln_c_w,
+                  const at::Tensor& ln_c_b, const c10::optional<at::Tensor>& w_ph,
+                  const c10::optional<at::Tensor>& batch_sizes, const c10::optional<at::Tensor>& rd,
+                  const c10::optional<at::Tensor>& zo_h, const c10::optional<at::Tensor>& zo_c, bool coupled);
+LnFwd lstm_ln_fwd_impl(const at::Tensor& gx, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_hh,
+                       const at::Tensor& ln_hh_w, const at::Tensor& ln_hh_b, const at::Tensor& ln_c_w,
+                       const at::Tensor& ln_c_b, const c10::optional<at::Tensor>& w_ph,
+                       const c10::optional<at::Tensor>& batch_sizes, const c10::optional<at::Tensor>& rd,
+                       const c10::optional<at::Tensor>& zo_h, const c10::optional<at::Tensor>& zo_c, bool coupled,
+                       bool h0_before_y);
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_ln_bwd(
     const at::Tensor& dy, const at::Tensor& dhT, const at::Tensor& dcT, const at::Tensor& gates, const at::Tensor& cn,
     const at::Tensor& cs, const at::Tensor& c0, const at::Tensor& w_hh, const at::Tensor& n_hh,

@@ -289,8 +289,9 @@ struct LstmLnLayer : public torch::autograd::Function<LstmLnLayer> {
     ln_rows_fwd(T * B, GH, proj.data_ptr<float>(), ln_w.data_ptr<float>(), ln_bc.data_ptr<float>(),
                 ln_out.data_ptr<float>(), mean.data_ptr<float>(), rstd.data_ptr<float>());
     const Tensor gx = ln_out.view({T, B, GH});
-    auto o = lstm_ln_fwd(gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ln_hh_w, ln_hh_b, ln_c_w, ln_c_b,
-                         w_ph_in, c10::nullopt, c10::nullopt, c10::nullopt, c10::nullopt, coupled);
+    auto o = lstm_ln_fwd_impl(gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ln_hh_w, ln_hh_b, ln_c_w,
+                              ln_c_b, w_ph_in, c10::nullopt, c10::nullopt, c10::nullopt, c10::nullopt, coupled,
+                              /*h0_before_y=*/true);
     const Tensor& y = std::get<0>(o);
     ctx->save_for_backward({x2, w_ih, ln_w, ln_bc, proj, mean, rstd, w_hh, ln_hh_w, ln_c_w,
                             ln_c_b, w_ph, h0, c0, y, std::get<3>(o), std::get<4>(o), std::get<5>(o), std::get<6>(o),
@@ -333,7 +334,7 @@ struct LstmLnLayer : public torch::autograd::Function<LstmLnLayer> {
     Tensor dx, d_w_ih, d_w_hh, d_w_ph;
     if (needs_grad(ctx, 0)) dx = matmul_nt(d_proj, w_ih.t()).view(ctx->saved_data["x_sizes"].toIntVector());
     if (needs_grad(ctx, 1)) d_w_ih = mm_tn(d_proj, x2);
-    if (needs_grad(ctx, 6)) d_w_hh = recurrent_weight_grad(dGh.view({T * B, GH}), h0, y);
+    if (needs_grad(ctx, 6)) d_w_hh = recurrent_weight_grad(dGh.view({T * B, GH}), h0, y, /*h0_before_y=*/true);
     if (w_ph.defined() && needs_grad(ctx, 11)) d_w_ph = peephole_grad(dA, c0, cn, coupled);
     // ln_ih_b, b_ih and b_hh enter as one sum: the same gradient, a tensor each
     const Tensor d_b_ih = ctx->saved_data["has_b_ih"].toBool() ? d_ln_b.clone() : Tensor();

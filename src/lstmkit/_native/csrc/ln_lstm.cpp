@@ -3,6 +3,7 @@
 // The caller passes gx = LN_ih(x W_ih^T) + b_ih + b_hh (normalised over all rows at once, before the loop).
 // Per step: gh = (h_{t-1} * mask) W_hh^T into a row buffer, LN over each row's G*H values, the gate pass with
 // LN of c_t before the output tanh. Saved for backward: normalised gh (n_hh) and c (n_c) and their 1/std.
+#include "fused.h"
 #include "kernels.h"
 #include "team.h"
 
@@ -119,13 +120,14 @@ void ln_rows_bwd(int64_t R, int64_t N, const float* d, const float* x, const flo
 }
 
 // Returns y, h_T, c_T, gates (activated), cn (new cell, pre-zoneout), cs (carried cell with zoneout, else
-// empty), n_hh (T,B,G*H), rstd_hh (T,B), n_c (T,B,H), rstd_c (T,B).
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_fwd(const Tensor& gx_in, const Tensor& h0, const Tensor& c0, const Tensor& w_hh_in,
-                                const Tensor& ln_hh_w, const Tensor& ln_hh_b, const Tensor& ln_c_w,
-                                const Tensor& ln_c_b, const c10::optional<Tensor>& w_ph_in,
-                                const c10::optional<Tensor>& batch_sizes, const c10::optional<Tensor>& rd_in,
-                                const c10::optional<Tensor>& zo_h_in, const c10::optional<Tensor>& zo_c_in,
-                                bool coupled) {
+// empty), n_hh (T,B,G*H), rstd_hh (T,B), n_c (T,B,H), rstd_c (T,B). h0_before_y: y is a view one step into a
+// buffer that starts with a copy of h0, so that H_prev = [h0; y_0 .. y_{T-2}] is one matrix (as in
+// lstm_fwd_fused; the layer node's dW_hh is then one GEMM).
+LnFwd lstm_ln_fwd_impl(const Tensor& gx_in, const Tensor& h0, const Tensor& c0, const Tensor& w_hh_in,
+                       const Tensor& ln_hh_w, const Tensor& ln_hh_b, const Tensor& ln_c_w, const Tensor& ln_c_b,
+                       const c10::optional<Tensor>& w_ph_in, const c10::optional<Tensor>& batch_sizes,
+                       const c10::optional<Tensor>& rd_in, const c10::optional<Tensor>& zo_h_in,
+                       const c10::optional<Tensor>& zo_c_in, bool coupled, bool h0_before_y) {
   FlushDenormals ftz;
   const Tensor gx = gx_in.contiguous();
   const int64_t T = gx.size(0), B = gx.size(1), GH = gx.size(2), H = c0.size(1);
@@ -135,7 +137,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
   const LstmOptions o(H, coupled, w_ph_in, rd_in, zo_h_in, zo_c_in);
   const float *p_i = o.p_i, *p_f = o.p_f, *p_o = o.p_o, *rdp = o.rdp, *zhp = o.zhp, *zcp = o.zcp, *zero = o.zero;
   const Tensor lhw = ln_hh_w.contiguous(), lhb = ln_hh_b.contiguous(), lcw = ln_c_w.contiguous(), lcb = ln_c_b.contiguous();
-  Tensor y = pool_empty({T, B, H}, opts), gates = pool_empty({T, B, GH}, opts), cn = pool_empty({T, B, H}, opts);
+  Tensor y, gates = pool_empty({T, B, GH}, opts), cn = pool_empty({T, B, H}, opts);
+  if (h0_before_y) {
+    Tensor yx = pool_empty({T + 1, B, H}, opts);
+    yx[0].copy_(h0);
+    y = yx.narrow(0, 1, T);
+  } else {
+    y = pool_empty({T, B, H}, opts);
+  }
   Tensor cs = zcp ? pool_empty({T, B, H}, opts) : at::empty({0}, opts);
   // rows past their length are never written: zero-fill only when there are such rows
   const auto bs = rows_per_step(batch_sizes, T, B);
@@ -236,6 +245,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
   };
   split_rows(bs, B, GH * H, body);
   return {y, h, c, gates, cn, cs, n_hh, r_hh, n_c, r_c};
+}
+
+LnFwd lstm_ln_fwd(const Tensor& gx, const Tensor& h0, const Tensor& c0, const Tensor& w_hh, const Tensor& ln_hh_w,
+                  const Tensor& ln_hh_b, const Tensor& ln_c_w, const Tensor& ln_c_b,
+                  const c10::optional<Tensor>& w_ph, const c10::optional<Tensor>& batch_sizes,
+                  const c10::optional<Tensor>& rd, const c10::optional<Tensor>& zo_h,
+                  const c10::optional<Tensor>& zo_c, bool coupled) {
+  return lstm_ln_fwd_impl(gx, h0, c0, w_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, w_ph, batch_sizes, rd, zo_h, zo_c,
+                          coupled, false);
 }
 
 // Returns dA (T,B,G*H) = dLoss/dgx, dGh (T,B,G*H) = dLoss/d(h W_hh^T) (before LN), dh0, dc0, and
