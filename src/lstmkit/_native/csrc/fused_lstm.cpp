@@ -341,7 +341,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fuse
     TORCH_CHECK(!save && !bf16 && H % UB == 0 && bs.back() == B, "lstm_fwd_fused: G_x in the loop is for fp32 "
                 "inference without lengths and with H a multiple of 16");
     // about 128 rows of G_x per chunk (measured against 256 and 512: level at 32x100x64x256 and 64x100x128x256,
-    // 3-6% faster at 32x200x256x512, where W_hh's half already fills a core's L2)
+    // 2-6% faster at 32x200x256x512, where W_hh's half already fills a core's L2)
     a.chunk = std::max<int64_t>(1, std::min<int64_t>(T, 128 / B));
     gxc = pool_empty({a.chunk * B, G * H}, opts);
     a.x = in->x;

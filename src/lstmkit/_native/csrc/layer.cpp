@@ -379,7 +379,7 @@ std::vector<Tensor> lstm_layer_infer(const Tensor& x, const Tensor& w_ih, const 
   const float* b = bias.defined() ? bias.data_ptr<float>() : nullptr;
   // fp32 without lengths, with a G_x of all steps too large for the caches (4 MB and up): the loop computes G_x
   // itself, a few steps at a time (fused_lstm.cpp), so that it is read from cache rather than written to memory
-  // and read back. Inference 7-9% faster at 32x100x64x256 and 64x100x128x256, 1-4% at 32x200x256x512; below
+  // and read back. Inference 7-9% faster at 32x100x64x256 and 64x100x128x256, level at 32x200x256x512; below
   // 4 MB (e.g. 8x100x32x128, 1.6 MB) no faster or 3% slower, so the one GEMM over all rows stays.
   const int64_t G = w_ih.size(0) / H;
   const bool in_loop = !packed && x2.scalar_type() == at::kFloat && w_hh.scalar_type() == at::kFloat &&
