@@ -5,7 +5,8 @@
 // unwrapping and the backward's Python glue cost more than the recurrence of a (1, 100, 32, 64) layer. Here the
 // same math runs from one C++ call per direction, forward and backward. The formulas are those of
 // lstmkit/_native/ops.py (lstm_backward and _Projection), which stay the path for every other case and for the
-// registered torch ops.
+// registered torch ops. The node's forward and backward are plain functions (layer_forward, layer_backward), so
+// that bilayer.cpp can run two directions side by side; the layer-norm node and the inference twin follow.
 #include "fused.h"
 #include "gemm.h"
 #include "gemm_tn.h"
@@ -211,8 +212,8 @@ variable_list layer_backward(const LayerSaved& saved, const std::array<bool, 6>&
   return {dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_ph, std::get<1>(back), std::get<2>(back)};
 }
 
-// The saved state of one direction in an autograd context (the tensors under ``key``'s index range, the rest in
-// saved_data with ``key`` as prefix), and back.
+// The saved state of one or more directions in an autograd context: their tensors, concatenated in order, and
+// their flags in saved_data with the direction's index as suffix; load_layer splits them back into n directions.
 void save_layer(AutogradContext* ctx, const std::vector<const LayerSaved*>& dirs) {
   std::vector<Tensor> all;
   for (size_t d = 0; d < dirs.size(); ++d) {
