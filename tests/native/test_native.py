@@ -156,6 +156,18 @@ def test_inference_computing_input_projection_in_the_loop_matches_reference(kw, 
             torch.testing.assert_close(b, a, **TOL[torch.float32])
 
 
+def test_bidirectional_pair_raises_an_error_from_either_thread(monkeypatch):
+    """An error inside one direction's thread reaches the caller as an exception (not a crash of the process)."""
+    from lstmkit._native import _C
+
+    _use_threads(2, monkeypatch)
+    T, B, D, H = 5, 3, 4, 16
+    x, w_ih, w_hh, h0 = torch.randn(T, B, D), torch.randn(4 * H, D), torch.randn(4 * H, H), torch.zeros(B, H)
+    with pytest.raises(IndexError, match="Dimension out of range"):  # the reverse direction's input is 2-D
+        _C.lstm_bilayer_infer(x, x[:, 0], w_ih, w_hh, None, None, None, w_ih, w_hh, None, None, None, None, h0, h0,
+                              h0, h0, False)
+
+
 def _flat(out):
     """(y, (h, c)) or (y, h) as a flat list."""
     y, st = out
