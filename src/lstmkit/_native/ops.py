@@ -291,6 +291,11 @@ if _C is not None:
 
 
 # -- one layer-direction ---------------------------------------------------------------------------------
+def _reorder(index: Tensor, dim: int, *ts: Optional[Tensor]) -> tuple:
+    """Each tensor reordered along ``dim`` by ``index`` (the batch sorted by length, or back); None stays None."""
+    return tuple(None if t is None else t.index_select(dim, index) for t in ts)
+
+
 def _sort_by_length(lengths: Tensor, T: int):
     """Permutation putting the longest sequences first, its inverse, and rows active per step (T,)."""
     lengths = lengths.to(torch.int64).cpu()
@@ -397,8 +402,8 @@ def run_bidirectional(spec, dirs, lengths: Optional[Tensor] = None):
     if lengths is not None:
         perm, inv, batch_sizes = _sort_by_length(lengths, x.size(0))
         if perm is not None:
-            x, x_rev = x.index_select(1, perm), x_rev.index_select(1, perm)
-            states = tuple(None if t is None else t.index_select(0, perm) for t in states)
+            x, x_rev = _reorder(perm, 1, x, x_rev)
+            states = _reorder(perm, 0, *states)
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or x_rev.requires_grad or any(
         t is not None and t.requires_grad for t in (*wf, *wr, *states)))
     low = x.dtype == torch.bfloat16
@@ -415,7 +420,8 @@ def run_bidirectional(spec, dirs, lengths: Optional[Tensor] = None):
     if low:
         out = [t.to(x.dtype) for t in out]
     if inv is not None:  # y (dim 1), h and c (dim 0) back in the caller's batch order
-        out = [None if t is None else t.index_select(1 if i % 3 == 0 else 0, inv) for i, t in enumerate(out)]
+        (y_f, y_r), (h_f, c_f, h_r, c_r) = _reorder(inv, 1, out[0], out[3]), _reorder(inv, 0, *out[1:3], *out[4:])
+        out = [y_f, h_f, c_f, y_r, h_r, c_r]
     return [tuple(out[:3]), tuple(out[3:])]
 
 
@@ -427,12 +433,8 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
     if lengths is not None:
         perm, inv, batch_sizes = _sort_by_length(lengths, T)
         if perm is not None:
-            x = x.index_select(1, perm)
-            h0 = h0.index_select(0, perm)
-            c0 = c0.index_select(0, perm) if c0 is not None else None
-            rd_mask = rd_mask.index_select(0, perm) if rd_mask is not None else None
-            zo_h = zo_h.index_select(1, perm) if zo_h is not None else None
-            zo_c = zo_c.index_select(1, perm) if zo_c is not None else None
+            x, zo_h, zo_c = _reorder(perm, 1, x, zo_h, zo_c)
+            h0, c0, rd_mask = _reorder(perm, 0, h0, c0, rd_mask)
     # inference (nothing needs a gradient): call the kernels directly, without dispatcher or autograd wrapper
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or h0.requires_grad or any(
         t is not None and t.requires_grad for t in w) or (c0 is not None and c0.requires_grad))
@@ -485,7 +487,5 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
         y, h = y.to(x.dtype), h.to(x.dtype)
         c = c.to(x.dtype) if c is not None else None
     if inv is not None:
-        y = y.index_select(1, inv)
-        h = h.index_select(0, inv)
-        c = c.index_select(0, inv) if c is not None else None
+        (y,), (h, c) = _reorder(inv, 1, y), _reorder(inv, 0, h, c)
     return y, h, c

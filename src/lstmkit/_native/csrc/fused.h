@@ -3,12 +3,25 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include "pool.h"
+
 #include <tuple>
 #include <vector>
 
 namespace lstmkit {
 
 constexpr int64_t UB = 16;  // hidden units per panel block of the fused loops
+
+// The output buffer of a loop, y (T, B, H) fp32 from the memory pool. h0_before_y: y is a view one step into a
+// (T+1, B, H) buffer whose first step is a copy of h0 (B, H), so that the weight gradient reads
+// H_prev = [h0; y_0 .. y_{T-2}] as one (T*B, H) matrix (layer.cpp, recurrent_weight_grad).
+inline at::Tensor loop_output(const at::Tensor& h0, int64_t T, bool h0_before_y) {
+  const int64_t B = h0.size(0), H = h0.size(1);
+  if (!h0_before_y) return pool_empty({T, B, H}, h0.options().dtype(at::kFloat));
+  at::Tensor yx = pool_empty({T + 1, B, H}, h0.options().dtype(at::kFloat));
+  yx[0].copy_(h0);
+  return yx.narrow(0, 1, T);
+}
 
 // Inference may hand the loop X itself instead of G_x (see lstm_fwd_fused): x (T*B, D) rows and W_ih^T packed by
 // pack_cols16 ((D, G*H) as 16-column panels); the biases still come as lstm_fwd_fused's ``bias``.

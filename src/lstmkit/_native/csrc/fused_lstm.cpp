@@ -311,16 +311,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fuse
   }
   // without backward (save = false) the gates and new cells of a step are scratch, overwritten each step
   const int64_t TS = save ? T : 1;
-  // h0_before_y: y lives one step after a copy of h0 in one buffer, [h0, y_0 .. y_{T-1}], so that the weight
-  // gradient reads H_prev = [h0; y_0 .. y_{T-2}] as one (T*B, H) matrix (layer.cpp, recurrent_weight_grad)
-  Tensor y;
-  if (h0_before_y) {
-    Tensor yx = pool_empty({T + 1, B, H}, opts);
-    std::memcpy(yx.data_ptr<float>(), h0c.data_ptr<float>(), sizeof(float) * B * H);
-    y = yx.narrow(0, 1, T);
-  } else {
-    y = pool_empty({T, B, H}, opts);
-  }
+  const Tensor y = loop_output(h0c, T, h0_before_y);  // h0_before_y: see fused.h
   Tensor gates = pool_empty({TS, B, G * H}, opts), cn = pool_empty({TS, B, H}, opts);
   Tensor cs = (zc && save) ? pool_empty({T, B, H}, opts) : at::empty({0}, opts);
   Tensor m = at::empty({0}, opts);

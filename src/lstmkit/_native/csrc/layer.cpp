@@ -385,16 +385,12 @@ std::vector<Tensor> lstm_layer_infer(const Tensor& x, const Tensor& w_ih, const 
   const int64_t G = w_ih.size(0) / H;
   const bool in_loop = !packed && x2.scalar_type() == at::kFloat && w_hh.scalar_type() == at::kFloat &&
                        w_ih.scalar_type() == at::kFloat && H % UB == 0 && T * B * G * H >= ((int64_t)1 << 20);
-  if (in_loop) {
-    const Tensor w_pk = pack_cols16(w_ih.contiguous().t());  // (D, G*H) as 16-column panels
-    const LoopInput in{x2.data_ptr<float>(), D, w_pk.data_ptr<float>()};
-    auto out = lstm_fwd_fused(x2, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
-                              nullptr, nullptr, bs, coupled, false, b, false, &off, nullptr, &in);
-    return {pooled_as(std::get<0>(out), x.scalar_type()), std::get<1>(out), std::get<2>(out)};
-  }
-  const Tensor gx = projection_f32(packed ? active_rows(x2, bs, off, B) : x2, w_ih);  // (rows, G*H)
+  // in the loop: X and W_ih^T as 16-column panels (D, G*H); else G_x of the (active) rows, (rows, G*H)
+  const Tensor w_pk = in_loop ? pack_cols16(w_ih.contiguous().t()) : Tensor();
+  const LoopInput in{in_loop ? x2.data_ptr<float>() : nullptr, D, in_loop ? w_pk.data_ptr<float>() : nullptr};
+  const Tensor gx = in_loop ? x2 : projection_f32(packed ? active_rows(x2, bs, off, B) : x2, w_ih);
   auto out = lstm_fwd_fused(gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
-                            nullptr, nullptr, bs, coupled, false, b, false, &off);
+                            nullptr, nullptr, bs, coupled, false, b, false, &off, nullptr, in_loop ? &in : nullptr);
   return {pooled_as(std::get<0>(out), x.scalar_type()), std::get<1>(out), std::get<2>(out)};
 }
 

@@ -137,14 +137,7 @@ LnFwd lstm_ln_fwd_impl(const Tensor& gx_in, const Tensor& h0, const Tensor& c0, 
   const LstmOptions o(H, coupled, w_ph_in, rd_in, zo_h_in, zo_c_in);
   const float *p_i = o.p_i, *p_f = o.p_f, *p_o = o.p_o, *rdp = o.rdp, *zhp = o.zhp, *zcp = o.zcp, *zero = o.zero;
   const Tensor lhw = ln_hh_w.contiguous(), lhb = ln_hh_b.contiguous(), lcw = ln_c_w.contiguous(), lcb = ln_c_b.contiguous();
-  Tensor y, gates = pool_empty({T, B, GH}, opts), cn = pool_empty({T, B, H}, opts);
-  if (h0_before_y) {
-    Tensor yx = pool_empty({T + 1, B, H}, opts);
-    yx[0].copy_(h0);
-    y = yx.narrow(0, 1, T);
-  } else {
-    y = pool_empty({T, B, H}, opts);
-  }
+  Tensor y = loop_output(h0, T, h0_before_y), gates = pool_empty({T, B, GH}, opts), cn = pool_empty({T, B, H}, opts);
   Tensor cs = zcp ? pool_empty({T, B, H}, opts) : at::empty({0}, opts);
   // rows past their length are never written: zero-fill only when there are such rows
   const auto bs = rows_per_step(batch_sizes, T, B);
