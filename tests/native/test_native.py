@@ -142,17 +142,21 @@ def test_bidirectional_directions_at_once_match_reference(cls, kw, with_lengths,
 
 
 @pytest.mark.parametrize("kw", [{}, {"peephole": True, "coupled": True}, {"bias": False, "batch_first": True},
-                                {"bidirectional": True}])
+                                {"bidirectional": True}, {"zoneout": 0.2, "recurrent_dropout": 0.3},
+                                {"num_layers": 2, "dropout": 0.4}])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_inference_computing_input_projection_in_the_loop_matches_reference(kw, threads, monkeypatch):
-    """Inference whose G_x of all steps would take 4 MB or more: the loop computes it a few steps at a time, each
-    thread for its own units (csrc/fused_lstm.cpp; bidirectional: each direction on its own thread, csrc/bilayer.cpp).
-    101 steps of 40 rows leave a short last chunk."""
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_loop_taking_the_input_itself_matches_reference(kw, threads, with_lengths, monkeypatch):
+    """From B >= 2 (fp32) the fused loop adds x_t W_ih^T inside each step's register blocks instead of reading a
+    G_x computed beforehand (csrc/fused.h, input_in_loop): training (every gradient) and inference, with lengths
+    (rows finish at different steps), and H = 70 leaves a part-filled last block of 16 units."""
     _use_threads(threads, monkeypatch)
-    ref, nat = _pair(lnn.LSTM, 24, 256, **kw)
-    x = torch.randn(40, 101, 24) if kw.get("batch_first") else torch.randn(101, 40, 24)
+    ref, nat = _pair(lnn.LSTM, 9, 70, **kw)
+    x = torch.randn(8, 13, 9) if kw.get("batch_first") else torch.randn(13, 8, 9)
+    lengths = torch.tensor([13, 4, 9, 13, 1, 7, 12, 6]) if with_lengths else None
+    _assert_match(ref, nat, x, lengths, train=True)
     with torch.no_grad():
-        for a, b in zip(_flat(ref.eval()(x)), _flat(nat.eval()(x))):
+        for a, b in zip(_flat(ref.eval()(x, lengths=lengths)), _flat(nat.eval()(x, lengths=lengths))):
             torch.testing.assert_close(b, a, **TOL[torch.float32])
 
 

@@ -1,8 +1,9 @@
 // Fused LSTM time loop, forward (standard, peephole, coupled; zoneout, recurrent dropout; lengths), one or two threads.
 //
 // W_hh is packed once per call so that one 16-unit block of every gate (i, f, g, o) is a contiguous 64-column
-// panel. Per step and row block, a register-blocked GEMM starts from G_x (beta = 1), accumulates h_{t-1} W_hh^T
-// for one panel, and the gate pass runs on that panel while it is still in L1. Two threads own halves of the unit
+// panel. Per step and row block, a register-blocked GEMM starts from G_x (beta = 1), or from the biases plus
+// x_t W_ih^T when the loop takes the input itself (W_ih packed the same way; LoopInput, fused.h), accumulates
+// h_{t-1} W_hh^T for one panel, and the gate pass runs on that panel while it is still in L1. Two threads own halves of the unit
 // blocks and meet at one spin barrier per step. The backward is in fused_lstm_bwd.cpp.
 #include "fused.h"
 #include "kernels.h"
@@ -55,21 +56,10 @@ static Tensor pack_panels(const Tensor& w_hh, int G, int64_t H) {
   return wp;
 }
 
-// out[r][q*16 + l] = gx[r][q*H + u*16 + l] (+ bias[q*H + u*16 + l]) + sum_k A[r][k] * Wp[k][q*16 + l]
-// (r < R, l < 16; bias may be null)
-template <int R, int G>
-static inline void panel_gemm(int64_t K, const float* A, int64_t lda, const float* Wp, const float* gx,
-                              int64_t ldgx, int64_t H, int64_t u, int64_t nl, float* out, const float* bias) {
 #if defined(__AVX512F__)
-  const __mmask16 mask = nl >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nl) - 1);
-  __m512 acc[R][G];
-  for (int r = 0; r < R; ++r)
-    for (int q = 0; q < G; ++q) acc[r][q] = _mm512_maskz_loadu_ps(mask, gx + r * ldgx + q * H + u * UB);
-  if (bias)
-    for (int q = 0; q < G; ++q) {
-      const __m512 bq = _mm512_maskz_loadu_ps(mask, bias + q * H + u * UB);
-      for (int r = 0; r < R; ++r) acc[r][q] = _mm512_add_ps(acc[r][q], bq);
-    }
+// acc[r][q] += sum_k A[r][k] * Wp[k][q*16 .. q*16+15] for k < K (Wp rows of G*16 floats)
+template <int R, int G>
+static inline void panel_fma(__m512 (&acc)[R][G], int64_t K, const float* A, int64_t lda, const float* Wp) {
   int64_t k = 0;
   if (R <= 2) {
     // few rows: G*R accumulator chains cannot hide the FMA latency; a second set over odd k doubles them
@@ -98,13 +88,45 @@ static inline void panel_gemm(int64_t K, const float* A, int64_t lda, const floa
       for (int q = 0; q < G; ++q) acc[r][q] = _mm512_fmadd_ps(a, b[q], acc[r][q]);
     }
   }
+}
+#endif
+
+// One more term of a panel GEMM: sum_k X[r][k] * Wx[k][q*16 + l] for k < K (K = 0: none).
+struct PanelTerm {
+  int64_t K = 0;
+  const float* X = nullptr;
+  int64_t ldx = 0;
+  const float* W = nullptr;
+};
+
+// out[r][q*16 + l] = gx[r][q*H + u*16 + l] (+ bias[q*H + u*16 + l]) + sum_k A[r][k] * Wp[k][q*16 + l] (+ the
+// extra term) (r < R, l < 16; gx and bias may be null: zero)
+template <int R, int G>
+static inline void panel_gemm(int64_t K, const float* A, int64_t lda, const float* Wp, const float* gx,
+                              int64_t ldgx, int64_t H, int64_t u, int64_t nl, float* out, const float* bias,
+                              const PanelTerm& xt) {
+#if defined(__AVX512F__)
+  const __mmask16 mask = nl >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nl) - 1);
+  __m512 acc[R][G];
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < G; ++q)
+      acc[r][q] = gx ? _mm512_maskz_loadu_ps(mask, gx + r * ldgx + q * H + u * UB) : _mm512_setzero_ps();
+  if (bias)
+    for (int q = 0; q < G; ++q) {
+      const __m512 bq = _mm512_maskz_loadu_ps(mask, bias + q * H + u * UB);
+      for (int r = 0; r < R; ++r) acc[r][q] = _mm512_add_ps(acc[r][q], bq);
+    }
+  if (xt.K) panel_fma<R, G>(acc, xt.K, xt.X, xt.ldx, xt.W);
+  panel_fma<R, G>(acc, K, A, lda, Wp);
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < G; ++q) _mm512_storeu_ps(out + (r * G + q) * UB, acc[r][q]);
 #else
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < G; ++q)
       for (int64_t l = 0; l < UB; ++l) {
-        float s = l < nl ? gx[r * ldgx + q * H + u * UB + l] + (bias ? bias[q * H + u * UB + l] : 0.f) : 0.f;
+        float s = l < nl ? (gx ? gx[r * ldgx + q * H + u * UB + l] : 0.f) + (bias ? bias[q * H + u * UB + l] : 0.f)
+                         : 0.f;
+        for (int64_t k = 0; k < xt.K; ++k) s += xt.X[r * xt.ldx + k] * xt.W[k * G * UB + q * UB + l];
         for (int64_t k = 0; k < K; ++k) s += A[r * lda + k] * Wp[k * G * UB + q * UB + l];
         out[(r * G + q) * UB + l] = s;
       }
@@ -113,8 +135,11 @@ static inline void panel_gemm(int64_t K, const float* A, int64_t lda, const floa
 
 template <int G>
 static void panel_gemm_rows(int R, int64_t K, const float* A, int64_t lda, const float* Wp, const float* gx,
-                            int64_t ldgx, int64_t H, int64_t u, int64_t nl, float* out, const float* bias) {
-  with_rows(R, [&](auto r) { panel_gemm<decltype(r)::value, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out, bias); });
+                            int64_t ldgx, int64_t H, int64_t u, int64_t nl, float* out, const float* bias,
+                            const PanelTerm& xt) {
+  with_rows(R, [&](auto r) {
+    panel_gemm<decltype(r)::value, G>(K, A, lda, Wp, gx, ldgx, H, u, nl, out, bias, xt);
+  });
 }
 
 struct FwdArgs {
@@ -131,11 +156,10 @@ struct FwdArgs {
   const int64_t* goff = nullptr;  // G_x holds active rows only: step t starts at row goff[t] (null: t * B)
   const float* rd = nullptr;      // recurrent-dropout mask (B, H), or null
   float* hm = nullptr;            // with rd: h_t * mask, the GEMM's input, in two buffers (2, B, H)
-  // G_x computed in the loop (LoopInput): X rows, W_ih^T panels, and a buffer of `chunk` steps of G_x
-  // (chunk*B, G*H) in which each thread writes and reads only its own units' columns
-  const float *x = nullptr, *w_ih = nullptr;
-  int64_t D = 0, chunk = 0;
-  float* gxc = nullptr;
+  // the input in the loop (LoopInput; gx is then unused): X rows (T*B, D), and W_ih packed as panels like W_hh's
+  // (U, D, G*UB), so that each step's register blocks accumulate x_t W_ih^T before h_{t-1} W_hh^T
+  const float *x = nullptr, *w_ihp = nullptr;
+  int64_t D = 0;
 };
 
 template <int G>
@@ -146,15 +170,7 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
   for (int64_t t = 0; t < T; ++t) {
     const int64_t bt = (*a.bs)[t];
     const float* hprev = t > 0 ? a.y + (t - 1) * B * H : a.h0;
-    if (a.x && t % a.chunk == 0) {
-      // G_x of the next steps for this thread's units, one GEMM per gate block: kept in cache for the loop, where
-      // a G_x of all steps computed beforehand would come back from memory; no barrier (own columns only)
-      const int64_t M = std::min(a.chunk, T - t) * B, j0 = u0 * UB, j1 = std::min(H, u1 * UB);
-      for (int q = 0; q < G; ++q)
-        gemm_packed_cols(M, a.D, a.x + t * B * a.D, a.D, a.w_ih, a.gxc, GH, q * H + j0, q * H + j1, false);
-    }
-    const float* gx_t = a.x ? a.gxc + (t % a.chunk) * B * GH  // (bt, G*H): this step's G_x
-                            : a.gx + (a.goff ? a.goff[t] : t * B) * GH;
+    const float* gx_t = a.x ? nullptr : a.gx + (a.goff ? a.goff[t] : t * B) * GH;  // (bt, G*H): this step's G_x
     const float* hin = a.rd ? a.hm + (t & 1) * B * H : hprev;      // what W_hh multiplies
     // panel-outer: each W_hh panel is loaded once per step and reused, cache-hot, by every row block
     for (int64_t u = u0; u < u1; ++u) {
@@ -168,8 +184,12 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
                                   gx_t + r0 * GH, GH, H, u, nl, pre, a.bias);
         } else
 #endif
-        panel_gemm_rows<G>(R, H, hin + r0 * H, H, a.Wp + u * H * G * UB, gx_t + r0 * GH, GH, H, u,
-                           nl, pre, a.bias);  // the biases join G_x here (the projection GEMM leaves them out)
+        {
+          PanelTerm xt;  // the input's term, when the loop computes it
+          if (a.x) xt = PanelTerm{a.D, a.x + (t * B + r0) * a.D, a.D, a.w_ihp + u * a.D * G * UB};
+          panel_gemm_rows<G>(R, H, hin + r0 * H, H, a.Wp + u * H * G * UB, gx_t ? gx_t + r0 * GH : nullptr, GH,
+                             H, u, nl, pre, a.bias, xt);  // the biases join here (the projection leaves them out)
+        }
         for (int r = 0; r < R; ++r) {
           const int64_t b = r0 + r, j0 = u * UB;
           const float* p = pre + r * G * UB;
@@ -327,18 +347,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fuse
     a.rd = rd;
     a.hm = hm.data_ptr<float>();
   }
-  Tensor gxc;
+  Tensor wihp;
   if (in) {
-    TORCH_CHECK(!save && !bf16 && H % UB == 0 && bs.back() == B, "lstm_fwd_fused: G_x in the loop is for fp32 "
-                "inference without lengths and with H a multiple of 16");
-    // about 128 rows of G_x per chunk (measured against 256 and 512: level at 32x100x64x256 and 64x100x128x256,
-    // 2-6% faster at 32x200x256x512, where W_hh's half already fills a core's L2)
-    a.chunk = std::max<int64_t>(1, std::min<int64_t>(T, 128 / B));
-    gxc = pool_empty({a.chunk * B, G * H}, opts);
+    TORCH_CHECK(!bf16 && in->w_ih.scalar_type() == at::kFloat, "lstm_fwd_fused: the input in the loop is fp32 only");
+    wihp = pack_panels(in->w_ih, G, H);
     a.x = in->x;
-    a.D = in->D;
-    a.w_ih = in->w_ih_packed;
-    a.gxc = gxc.data_ptr<float>();
+    a.D = in->w_ih.size(1);
+    a.w_ihp = wihp.data_ptr<float>();
   }
   a.gT = save ? B * G * H : 0;
   a.cT = save ? B * H : 0;

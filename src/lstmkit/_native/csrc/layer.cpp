@@ -121,6 +121,21 @@ Tensor projection_f32(const Tensor& x2, const Tensor& w_ih) {
   return pooled_as(g16, at::kFloat);
 }
 
+// What the fused loop reads: X itself (input_in_loop, fused.h), or G_x = X_active W_ih^T (rows, G*H) computed first
+// by one GEMM. x2 (T*B, D) padded, xin its active rows; the biases are added in the loop either way.
+struct LoopSource {
+  Tensor gx;  // G_x, or x2 when the loop takes the input itself (then only its dtype is read)
+  LoopInput in;
+  const LoopInput* input() const { return in.x ? &in : nullptr; }
+};
+static LoopSource loop_source(const Tensor& x2, const Tensor& xin, const Tensor& w_ih, const Tensor& w_hh,
+                              int64_t B) {
+  const bool fp32 = x2.scalar_type() == at::kFloat && w_ih.scalar_type() == at::kFloat &&
+                    w_hh.scalar_type() == at::kFloat;
+  if (input_in_loop(B, fp32)) return {x2, LoopInput{x2.data_ptr<float>(), w_ih.contiguous()}};
+  return {projection_f32(xin, w_ih), LoopInput{}};
+}
+
 // The layer node's forward: x (T, B, D) fp32 or bf16 (then every weight bf16); w_ih (G*H, D); w_hh (G*H, H); b_ih,
 // b_hh (G*H) or none; w_ph (3H | 2H) or none; batch_sizes (T) rows active per step (batch sorted longest first) or
 // none; h0, c0 (B, H) fp32. Returns y (T, B, H) in x's dtype, h_T and c_T in fp32, and fills ``s`` with what the
@@ -141,12 +156,12 @@ variable_list layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w
   const Tensor x2 = x.reshape({T * B, D}).contiguous(), w_ph = opt(w_ph_in);
   const Tensor xin = packed ? active_rows(x2, bs, off, B) : x2;  // (rows, D)
   const Tensor bias = low ? bias_sum_f32(b_ih, b_hh) : bias_sum(b_ih, b_hh);
-  const Tensor gx = projection_f32(xin, w_ih);  // (rows, G*H); the kernel adds the biases
+  const LoopSource src = loop_source(x2, xin, w_ih, w_hh, B);
   const Tensor w_ph32 = w_ph.defined() ? w_ph.to(at::kFloat).contiguous() : w_ph;
   const Peepholes ph(w_ph32, H, coupled);
-  auto out = lstm_fwd_fused(gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
+  auto out = lstm_fwd_fused(src.gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
                             nullptr, nullptr, bs, coupled, true, bias.defined() ? bias.data_ptr<float>() : nullptr,
-                            /*h0_before_y=*/!low, &off);
+                            /*h0_before_y=*/!low, &off, nullptr, src.input());
   const Tensor y = pooled_as(std::get<0>(out), x.scalar_type());
   s.t = {xin, w_ih, w_hh, w_ph32, h0, c0, y, std::get<3>(out), std::get<4>(out)};
   s.coupled = coupled;
@@ -378,19 +393,9 @@ std::vector<Tensor> lstm_layer_infer(const Tensor& x, const Tensor& w_ih, const 
   const Tensor x2 = x.reshape({T * B, D}).contiguous();
   const Peepholes ph(w_ph32, H, coupled);
   const float* b = bias.defined() ? bias.data_ptr<float>() : nullptr;
-  // fp32 without lengths, with a G_x of all steps too large for the caches (4 MB and up): the loop computes G_x
-  // itself, a few steps at a time (fused_lstm.cpp), so that it is read from cache rather than written to memory
-  // and read back. Inference 7-9% faster at 32x100x64x256 and 64x100x128x256, level at 32x200x256x512; below
-  // 4 MB (e.g. 8x100x32x128, 1.6 MB) no faster or 3% slower, so the one GEMM over all rows stays.
-  const int64_t G = w_ih.size(0) / H;
-  const bool in_loop = !packed && x2.scalar_type() == at::kFloat && w_hh.scalar_type() == at::kFloat &&
-                       w_ih.scalar_type() == at::kFloat && H % UB == 0 && T * B * G * H >= ((int64_t)1 << 20);
-  // in the loop: X and W_ih^T as 16-column panels (D, G*H); else G_x of the (active) rows, (rows, G*H)
-  const Tensor w_pk = in_loop ? pack_cols16(w_ih.contiguous().t()) : Tensor();
-  const LoopInput in{in_loop ? x2.data_ptr<float>() : nullptr, D, in_loop ? w_pk.data_ptr<float>() : nullptr};
-  const Tensor gx = in_loop ? x2 : projection_f32(packed ? active_rows(x2, bs, off, B) : x2, w_ih);
-  auto out = lstm_fwd_fused(gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
-                            nullptr, nullptr, bs, coupled, false, b, false, &off, nullptr, in_loop ? &in : nullptr);
+  const LoopSource src = loop_source(x2, packed ? active_rows(x2, bs, off, B) : x2, w_ih, w_hh, B);
+  auto out = lstm_fwd_fused(src.gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
+                            nullptr, nullptr, bs, coupled, false, b, false, &off, nullptr, src.input());
   return {pooled_as(std::get<0>(out), x.scalar_type()), std::get<1>(out), std::get<2>(out)};
 }
 
