@@ -289,19 +289,20 @@ def test_stream_rejects_bad_input():
                                       (lnn.LSTM, {"proj_size": 4, "bidirectional": True}, 16),
                                       (lnn.LSTM, {"bidirectional": True}, 16), (lnn.GRU, {}, 16),
                                       (lnn.RNN, {}, 16)])
-def test_bfloat16_at_least_as_accurate_as_reference(cls, kw, H, batch=3):
+def test_bfloat16_at_least_as_accurate_as_reference(cls, kw, H, batch=3, D=8):
     """bf16: native (bf16 GEMMs, fp32 state and accumulation) is within 1.5x the reference bf16 error, against
     float64 truth. Coupled at H=41: 3H is odd, so the kernel's bf16 gate gradients carry a pad column."""
     torch.manual_seed(0)
-    base = cls(8, H, backend="reference", **kw)
-    models = {"ref": cls(8, H, backend="reference", **kw).to(torch.bfloat16),
-              "nat": cls(8, H, backend="native", **kw).to(torch.bfloat16),
-              "f64": cls(8, H, backend="reference", **kw).double()}
+    base = cls(D, H, backend="reference", **kw)
+    models = {"ref": cls(D, H, backend="reference", **kw).to(torch.bfloat16),
+              "nat": cls(D, H, backend="native", **kw).to(torch.bfloat16),
+              "f64": cls(D, H, backend="reference", **kw).double()}
     for m in models.values():
         m.load_state_dict(base.state_dict())
-    x = torch.randn(10, batch, 8)
+    x = torch.randn(10, batch, D)
     # with lengths (an LSTM's C++ node then keeps the active rows only) and without
-    for lengths in (torch.tensor([10, 4, 7] + [1 + (3 * i) % 10 for i in range(batch - 3)]), None):
+    lengths = torch.tensor(([10, 4, 7] + [1 + (3 * i) % 10 for i in range(batch - 3)])[:batch])
+    for lengths in (lengths, None):
         res = {}
         for name, m in models.items():
             m.zero_grad(set_to_none=True)
@@ -346,6 +347,15 @@ def test_bfloat16_two_threads(kw, monkeypatch):
     """The bf16 fused loop on two threads (uneven unit split, odd pair padding) keeps the same accuracy."""
     _use_threads(2, monkeypatch)
     test_bfloat16_at_least_as_accurate_as_reference(lnn.LSTM, kw, H=41)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("D,batch", [(7, 3), (8, 1)])
+def test_bfloat16_input_in_the_loop_and_not(D, batch, threads, monkeypatch):
+    """bf16 from B >= 2: the loop takes the input itself (x_t W_ih^T as bf16 dot products in each step's register
+    blocks; an odd D gets a zero pad column, csrc/fused_lstm.cpp). At B = 1 the projection runs first."""
+    _use_threads(threads, monkeypatch)
+    test_bfloat16_at_least_as_accurate_as_reference(lnn.LSTM, {"peephole": True}, H=41, batch=batch, D=D)
 
 
 @pytest.mark.parametrize("threads", [1, 2])

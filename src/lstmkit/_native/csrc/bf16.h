@@ -54,18 +54,10 @@ static Tensor pack_panels_bf16(const Tensor& w_hh, int G, int64_t H) {
   return wp;
 }
 
+// acc[r][q] += sum over pairs kp < KP of A's pair (2kp, 2kp+1) of row r times Wp's pair for gate block q
 template <int R, int G>
-static inline void panel_gemm_bf16(int64_t KP, const uint16_t* A, int64_t lda, const uint16_t* Wp, const float* gx,
-                                   int64_t ldgx, int64_t H, int64_t u, int64_t nl, float* out, const float* bias) {
-  const __mmask16 mask = nl >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nl) - 1);
-  __m512 acc[R][G];
-  for (int r = 0; r < R; ++r)
-    for (int q = 0; q < G; ++q) acc[r][q] = _mm512_maskz_loadu_ps(mask, gx + r * ldgx + q * H + u * kBf16UB);
-  if (bias)
-    for (int q = 0; q < G; ++q) {
-      const __m512 bq = _mm512_maskz_loadu_ps(mask, bias + q * H + u * kBf16UB);
-      for (int r = 0; r < R; ++r) acc[r][q] = _mm512_add_ps(acc[r][q], bq);
-    }
+static inline void panel_dot_bf16(__m512 (&acc)[R][G], int64_t KP, const uint16_t* A, int64_t lda,
+                                  const uint16_t* Wp) {
   for (int64_t kp = 0; kp < KP; ++kp) {
     __m512i b[G];
     for (int q = 0; q < G; ++q) b[q] = _mm512_loadu_si512(Wp + (kp * G * kBf16UB + q * kBf16UB) * 2);
@@ -76,6 +68,26 @@ static inline void panel_gemm_bf16(int64_t KP, const uint16_t* A, int64_t lda, c
       for (int q = 0; q < G; ++q) acc[r][q] = _mm512_dpbf16_ps(acc[r][q], (__m512bh)a, (__m512bh)b[q]);
     }
   }
+}
+
+// The bf16 twin of fused_lstm.cpp's panel_gemm: out = gx (or 0 when null) + bias + A Wp (+ X Wx when XP > 0, the
+// input's term: X rows of an even length, Wx from pack_panels_bf16 of W_ih), fp32 accumulation.
+template <int R, int G>
+static inline void panel_gemm_bf16(int64_t KP, const uint16_t* A, int64_t lda, const uint16_t* Wp, const float* gx,
+                                   int64_t ldgx, int64_t H, int64_t u, int64_t nl, float* out, const float* bias,
+                                   int64_t XP, const uint16_t* X, int64_t ldx, const uint16_t* Wx) {
+  const __mmask16 mask = nl >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nl) - 1);
+  __m512 acc[R][G];
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < G; ++q)
+      acc[r][q] = gx ? _mm512_maskz_loadu_ps(mask, gx + r * ldgx + q * H + u * kBf16UB) : _mm512_setzero_ps();
+  if (bias)
+    for (int q = 0; q < G; ++q) {
+      const __m512 bq = _mm512_maskz_loadu_ps(mask, bias + q * H + u * kBf16UB);
+      for (int r = 0; r < R; ++r) acc[r][q] = _mm512_add_ps(acc[r][q], bq);
+    }
+  if (XP) panel_dot_bf16<R, G>(acc, XP, X, ldx, Wx);
+  panel_dot_bf16<R, G>(acc, KP, A, lda, Wp);
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < G; ++q) _mm512_storeu_ps(out + (r * G + q) * kBf16UB, acc[r][q]);
 }
@@ -83,9 +95,9 @@ static inline void panel_gemm_bf16(int64_t KP, const uint16_t* A, int64_t lda, c
 template <int G>
 static void panel_gemm_bf16_rows(int R, int64_t KP, const uint16_t* A, int64_t lda, const uint16_t* Wp,
                                  const float* gx, int64_t ldgx, int64_t H, int64_t u, int64_t nl, float* out,
-                                 const float* bias) {
+                                 const float* bias, int64_t XP, const uint16_t* X, int64_t ldx, const uint16_t* Wx) {
   with_rows(R, [&](auto r) {
-    panel_gemm_bf16<decltype(r)::value, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out, bias);
+    panel_gemm_bf16<decltype(r)::value, G>(KP, A, lda, Wp, gx, ldgx, H, u, nl, out, bias, XP, X, ldx, Wx);
   });
 }
 

@@ -23,27 +23,31 @@ inline at::Tensor loop_output(const at::Tensor& h0, int64_t T, bool h0_before_y)
   return yx.narrow(0, 1, T);
 }
 
-// The loop may take the input itself instead of G_x (see lstm_fwd_fused): x (T*B, D) fp32 rows, padded (row b of
-// step t at t*B + b, also with lengths), and w_ih (G*H, D) fp32. Each step's GEMM then adds x_t W_ih^T: G_x is
-// neither written to memory nor read back, and the product runs inside the loop's register blocks.
+// The loop may take the input itself instead of G_x (see lstm_fwd_fused): x (T*B, D) rows, padded (row b of step t
+// at t*B + b, also with lengths), and w_ih (G*H, D), both fp32, or both bf16 with a bf16 W_hh. Each step's GEMM
+// then adds x_t W_ih^T: G_x is neither written to memory nor read back, and the product runs inside the loop's
+// register blocks.
 struct LoopInput {
-  const float* x = nullptr;
-  at::Tensor w_ih;
+  at::Tensor x;     // (T*B, D)
+  at::Tensor w_ih;  // (G*H, D)
 };
 
 // Whether the loops should take the input in (LoopInput) rather than read a G_x computed beforehand by one GEMM:
-// fp32 and B >= 2. Measured against G_x first, in one process: inference 10-14% faster at the grid shapes from
-// 8x100x32x128 up (bidirectional 9-23%), training 1-5% (bidirectional 5-8%); from 2x100x32x64 to 4x100x32x128
-// level or up to 13% faster (one run of 4x100x32x64 inference 7% slower, another level). At B = 1 each step is a
-// matrix-vector product, and streaming W_ih's panels there costs more than the rows they multiply (inference 6%
-// slower at 1x100x64x256).
-inline bool input_in_loop(int64_t B, bool fp32) { return fp32 && B >= 2; }
+// B >= 2, and x, W_ih and W_hh all fp32, or all bf16 where the bf16 loop runs (AVX512_BF16). Measured against
+// G_x first, in one process: fp32 inference 10-14% faster at the grid shapes from 8x100x32x128 up (bidirectional
+// 9-23%), training 1-5% (bidirectional 5-8%); from 2x100x32x64 to 4x100x32x128 level or up to 13% faster (one
+// run of 4x100x32x64 inference 7% slower, another level). At B = 1 each step is a matrix-vector product, and
+// streaming W_ih's panels there costs more than the rows they multiply (inference 6% slower at 1x100x64x256).
+// bf16 (the input's term as bf16 dot products, fp32 accumulation; G_x first was a bf16 GEMM rounded to bf16):
+// inference 8-26% faster at the grid shapes from 8x100x32x128 up, training 2-4%; 1-15% from 2x100x32x64 to
+// 4x100x32x128.
+bool input_in_loop(int64_t B, const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& w_hh);
 
 // Forward without projection: gx (T, B, G*H); p_i/p_f/p_o peepholes, zh/zc zoneout masks and rd (B, H) the
 // recurrent-dropout mask may be null; bs: rows active per step; save: keep per-step gates and cells for
 // backward; bias (G*H) or null is added to the pre-activations (when gx was computed without it); h0_before_y:
 // y is a view one step into a buffer that starts with a copy of h0 (see there); off (step_offsets of bs): gx
-// holds the active rows only, (off[T], G*H), else gx is (T, B, G*H). in (fp32; gx is then only a dtype source):
+// holds the active rows only, (off[T], G*H), else gx is (T, B, G*H). in (gx is then an empty fp32 tensor):
 // the loop computes the input's term itself (see LoopInput). Returns y, h_T, c_T, gates, cn, cs, m.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_fwd_fused(
     const at::Tensor& gx, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_hh, const float* p_i,

@@ -160,6 +160,7 @@ struct FwdArgs {
   // (U, D, G*UB), so that each step's register blocks accumulate x_t W_ih^T before h_{t-1} W_hh^T
   const float *x = nullptr, *w_ihp = nullptr;
   int64_t D = 0;
+  const uint16_t *x16 = nullptr, *w_ihp16 = nullptr;  // the same in bf16: X with D padded to even, W_ih as pairs
 };
 
 template <int G>
@@ -170,7 +171,7 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
   for (int64_t t = 0; t < T; ++t) {
     const int64_t bt = (*a.bs)[t];
     const float* hprev = t > 0 ? a.y + (t - 1) * B * H : a.h0;
-    const float* gx_t = a.x ? nullptr : a.gx + (a.goff ? a.goff[t] : t * B) * GH;  // (bt, G*H): this step's G_x
+    const float* gx_t = (a.x || a.x16) ? nullptr : a.gx + (a.goff ? a.goff[t] : t * B) * GH;  // (bt, G*H): this step's G_x
     const float* hin = a.rd ? a.hm + (t & 1) * B * H : hprev;      // what W_hh multiplies
     // panel-outer: each W_hh panel is loaded once per step and reused, cache-hot, by every row block
     for (int64_t u = u0; u < u1; ++u) {
@@ -180,8 +181,11 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
 #if defined(__AVX512BF16__)
         if (a.Wp16) {
           const uint16_t* A16 = a.h16 + (t & 1) * B * a.KP2;
+          const int64_t XP = a.x16 ? a.D / 2 : 0;  // the input's term (D even here), when the loop takes it
           panel_gemm_bf16_rows<G>(R, a.KP2 / 2, A16 + r0 * a.KP2, a.KP2, a.Wp16 + u * (a.KP2 / 2) * G * UB * 2,
-                                  gx_t + r0 * GH, GH, H, u, nl, pre, a.bias);
+                                  gx_t ? gx_t + r0 * GH : nullptr, GH, H, u, nl, pre, a.bias, XP,
+                                  a.x16 ? a.x16 + (t * B + r0) * a.D : nullptr, a.D,
+                                  a.x16 ? a.w_ihp16 + u * XP * G * UB * 2 : nullptr);
         } else
 #endif
         {
@@ -297,6 +301,12 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
   }
 }
 
+bool input_in_loop(int64_t B, const Tensor& x, const Tensor& w_ih, const Tensor& w_hh) {
+  const auto dt = x.scalar_type();
+  const bool same = w_ih.scalar_type() == dt && w_hh.scalar_type() == dt;
+  return B >= 2 && same && (dt == at::kFloat || (dt == at::kBFloat16 && kHasBf16));
+}
+
 // Forward of the fused path; same contract as lstm_fwd (lstm.cpp) without projection.
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fused(
     const Tensor& gx, const Tensor& h0, const Tensor& c0, const Tensor& w_hh, const float* p_i, const float* p_f,
@@ -305,7 +315,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fuse
   const int64_t T = (int64_t)bs.size(), B = h0.size(0), H = c0.size(1);
   const int G = coupled ? 3 : 4;
   const int64_t U = (H + UB - 1) / UB;
-  auto opts = gx.options();
+  auto opts = gx.options();  // fp32 (gx is empty when the loop takes the input itself)
   const Tensor h0c = h0.contiguous();
   // recurrent dropout: the GEMM reads h * mask, from two buffers; the first holds h0 * mask
   Tensor hm;
@@ -347,13 +357,30 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_fwd_fuse
     a.rd = rd;
     a.hm = hm.data_ptr<float>();
   }
-  Tensor wihp;
+  Tensor wihp, xk;
   if (in) {
-    TORCH_CHECK(!bf16 && in->w_ih.scalar_type() == at::kFloat, "lstm_fwd_fused: the input in the loop is fp32 only");
-    wihp = pack_panels(in->w_ih, G, H);
-    a.x = in->x;
-    a.D = in->w_ih.size(1);
-    a.w_ihp = wihp.data_ptr<float>();
+    const Tensor& w_ih = in->w_ih;
+    const int64_t D = w_ih.size(1);
+    TORCH_CHECK(in->x.scalar_type() == w_ih.scalar_type() && in->x.size(1) == D &&
+                    (bf16 ? w_ih.scalar_type() == at::kBFloat16 : w_ih.scalar_type() == at::kFloat),
+                "lstm_fwd_fused: the input in the loop must be fp32, or bf16 with bf16 weights; got x ",
+                in->x.scalar_type(), ", W_ih ", w_ih.scalar_type(), ", W_hh ", w_hh.scalar_type());
+    if (bf16) {
+#if defined(__AVX512BF16__)
+      // the dot products read pairs of inputs: an odd D gets a zero column
+      xk = D % 2 ? at::constant_pad_nd(in->x, {0, 1}) : in->x.contiguous();
+      wihp = pack_panels_bf16(w_ih, G, H);
+      a.x16 = reinterpret_cast<const uint16_t*>(xk.data_ptr());
+      a.w_ihp16 = reinterpret_cast<const uint16_t*>(wihp.data_ptr());
+      a.D = D + D % 2;
+#endif
+    } else {
+      xk = in->x.contiguous();
+      wihp = pack_panels(w_ih, G, H);
+      a.x = xk.data_ptr<float>();
+      a.w_ihp = wihp.data_ptr<float>();
+      a.D = D;
+    }
   }
   a.gT = save ? B * G * H : 0;
   a.cT = save ? B * H : 0;

@@ -124,15 +124,13 @@ Tensor projection_f32(const Tensor& x2, const Tensor& w_ih) {
 // What the fused loop reads: X itself (input_in_loop, fused.h), or G_x = X_active W_ih^T (rows, G*H) computed first
 // by one GEMM. x2 (T*B, D) padded, xin its active rows; the biases are added in the loop either way.
 struct LoopSource {
-  Tensor gx;  // G_x, or x2 when the loop takes the input itself (then only its dtype is read)
+  Tensor gx;  // G_x fp32, or an empty fp32 tensor when the loop takes the input itself
   LoopInput in;
-  const LoopInput* input() const { return in.x ? &in : nullptr; }
+  const LoopInput* input() const { return in.x.defined() ? &in : nullptr; }
 };
 static LoopSource loop_source(const Tensor& x2, const Tensor& xin, const Tensor& w_ih, const Tensor& w_hh,
                               int64_t B) {
-  const bool fp32 = x2.scalar_type() == at::kFloat && w_ih.scalar_type() == at::kFloat &&
-                    w_hh.scalar_type() == at::kFloat;
-  if (input_in_loop(B, fp32)) return {x2, LoopInput{x2.data_ptr<float>(), w_ih.contiguous()}};
+  if (input_in_loop(B, x2, w_ih, w_hh)) return {at::empty({0}, x2.options().dtype(at::kFloat)), LoopInput{x2, w_ih.contiguous()}};
   return {projection_f32(xin, w_ih), LoopInput{}};
 }
 
