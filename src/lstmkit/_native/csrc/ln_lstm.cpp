@@ -170,10 +170,9 @@ LnFwd lstm_ln_fwd_impl(const Tensor& gx_in, const Tensor& h0, const Tensor& c0, 
     for (int64_t t = 0; t < T; ++t) {
       const int64_t be = std::max(b0, std::min(b1, bs[t])), nb = be - b0;  // active rows [b0, be)
       float* ghp = gh_p + b0 * GH;
-      std::memset(ghp, 0, sizeof(float) * nb * GH);
       const float* hin = hp + b0 * H;
       hin = dropped_state(hin, rdp ? rdp + b0 * H : nullptr, hm_p + b0 * H, nb * H);
-      gemm_packed_cols(nb, H, hin, H, w_pk.data_ptr<float>(), ghp, GH, 0, GH);
+      gemm_packed_cols(nb, H, hin, H, w_pk.data_ptr<float>(), ghp, GH, 0, GH, /*accumulate=*/false);
       for (int64_t b = b0; b < be; ++b) {
         const int64_t row = t * B + b;
         float* nh = n_hh_p + row * GH;
@@ -351,12 +350,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor& dy_
         normalise_backward(dnh, n_hh_p + row * GH, r_hh_p[row],
                            dGh_p + row * GH, GH);
       }
-      float* rp = rec_p + b0 * H;
-      std::memset(rp, 0, sizeof(float) * nb * H);
       const float* dgh = dGh_p + (t * B + b0) * GH;
-      gemm_packed_cols(nb, GH, dgh, GH, w_pk.data_ptr<float>(), rp, H, 0, H);
       float* dhb = dhp + b0 * H;
-      for (int64_t k = 0; k < nb * H; ++k) dhb[k] += rdp ? rp[k] * rdp[b0 * H + k] : rp[k];
+      if (rdp) {  // dh_{t-1} += (dGh W_hh) * mask
+        float* rp = rec_p + b0 * H;
+        gemm_packed_cols(nb, GH, dgh, GH, w_pk.data_ptr<float>(), rp, H, 0, H, /*accumulate=*/false);
+        for (int64_t k = 0; k < nb * H; ++k) dhb[k] += rp[k] * rdp[b0 * H + k];
+      } else {  // dh_{t-1} += dGh W_hh, accumulated by the GEMM itself
+        gemm_packed_cols(nb, GH, dgh, GH, w_pk.data_ptr<float>(), dhb, H, 0, H);
+      }
     }
   };
   split_rows(bs, B, GH * H, body);
