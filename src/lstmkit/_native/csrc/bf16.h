@@ -78,14 +78,7 @@ static inline void panel_gemm_bf16(int64_t KP, const uint16_t* A, int64_t lda, c
                                    int64_t XP, const uint16_t* X, int64_t ldx, const uint16_t* Wx) {
   const __mmask16 mask = nl >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nl) - 1);
   __m512 acc[R][G];
-  for (int r = 0; r < R; ++r)
-    for (int q = 0; q < G; ++q)
-      acc[r][q] = gx ? _mm512_maskz_loadu_ps(mask, gx + r * ldgx + q * H + u * kBf16UB) : _mm512_setzero_ps();
-  if (bias)
-    for (int q = 0; q < G; ++q) {
-      const __m512 bq = _mm512_maskz_loadu_ps(mask, bias + q * H + u * kBf16UB);
-      for (int r = 0; r < R; ++r) acc[r][q] = _mm512_add_ps(acc[r][q], bq);
-    }
+  panel_start<R, G>(acc, gx ? gx + u * kBf16UB : nullptr, ldgx, H, mask, bias ? bias + u * kBf16UB : nullptr);
   if (XP) panel_dot_bf16<R, G>(acc, XP, X, ldx, Wx);
   panel_dot_bf16<R, G>(acc, KP, A, lda, Wp);
   for (int r = 0; r < R; ++r)

@@ -3,8 +3,8 @@
 // W_hh is packed once per call so that one 16-unit block of every gate (i, f, g, o) is a contiguous 64-column
 // panel. Per step and row block, a register-blocked GEMM starts from G_x (beta = 1), or from the biases plus
 // x_t W_ih^T when the loop takes the input itself (W_ih packed the same way; LoopInput, fused.h), accumulates
-// h_{t-1} W_hh^T for one panel, and the gate pass runs on that panel while it is still in L1. Two threads own halves of the unit
-// blocks and meet at one spin barrier per step. The backward is in fused_lstm_bwd.cpp.
+// h_{t-1} W_hh^T for one panel, and the gate pass runs on that panel while it is still in L1. Two threads own
+// halves of the unit blocks and meet at one spin barrier per step. The backward is in fused_lstm_bwd.cpp.
 #include "fused.h"
 #include "kernels.h"
 #include "team.h"
@@ -108,14 +108,7 @@ static inline void panel_gemm(int64_t K, const float* A, int64_t lda, const floa
 #if defined(__AVX512F__)
   const __mmask16 mask = nl >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nl) - 1);
   __m512 acc[R][G];
-  for (int r = 0; r < R; ++r)
-    for (int q = 0; q < G; ++q)
-      acc[r][q] = gx ? _mm512_maskz_loadu_ps(mask, gx + r * ldgx + q * H + u * UB) : _mm512_setzero_ps();
-  if (bias)
-    for (int q = 0; q < G; ++q) {
-      const __m512 bq = _mm512_maskz_loadu_ps(mask, bias + q * H + u * UB);
-      for (int r = 0; r < R; ++r) acc[r][q] = _mm512_add_ps(acc[r][q], bq);
-    }
+  panel_start<R, G>(acc, gx ? gx + u * UB : nullptr, ldgx, H, mask, bias ? bias + u * UB : nullptr);
   if (xt.K) panel_fma<R, G>(acc, xt.K, xt.X, xt.ldx, xt.W);
   panel_fma<R, G>(acc, K, A, lda, Wp);
   for (int r = 0; r < R; ++r)
@@ -171,7 +164,8 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
   for (int64_t t = 0; t < T; ++t) {
     const int64_t bt = (*a.bs)[t];
     const float* hprev = t > 0 ? a.y + (t - 1) * B * H : a.h0;
-    const float* gx_t = (a.x || a.x16) ? nullptr : a.gx + (a.goff ? a.goff[t] : t * B) * GH;  // (bt, G*H): this step's G_x
+    // (bt, G*H): this step's G_x, unless the loop takes the input itself
+    const float* gx_t = (a.x || a.x16) ? nullptr : a.gx + (a.goff ? a.goff[t] : t * B) * GH;
     const float* hin = a.rd ? a.hm + (t & 1) * B * H : hprev;      // what W_hh multiplies
     // panel-outer: each W_hh panel is loaded once per step and reused, cache-hot, by every row block
     for (int64_t u = u0; u < u1; ++u) {

@@ -112,6 +112,22 @@ static inline int64_t aten_gemm_macs() {
 }
 
 #if defined(__AVX512F__)
+// The starting accumulators of one 16-unit panel of a fused loop's GEMM (fused_lstm.cpp, bf16.h): acc[r][q] =
+// gx[r*ldgx + q*H + l] (zero when gx is null) + bias[q*H + l] (when given) for the lanes l in mask; gx and bias
+// point at the panel's first unit.
+template <int R, int G>
+static inline void panel_start(__m512 (&acc)[R][G], const float* gx, int64_t ldgx, int64_t H, __mmask16 mask,
+                               const float* bias) {
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < G; ++q)
+      acc[r][q] = gx ? _mm512_maskz_loadu_ps(mask, gx + r * ldgx + q * H) : _mm512_setzero_ps();
+  if (bias)
+    for (int q = 0; q < G; ++q) {
+      const __m512 bq = _mm512_maskz_loadu_ps(mask, bias + q * H);
+      for (int r = 0; r < R; ++r) acc[r][q] = _mm512_add_ps(acc[r][q], bq);
+    }
+}
+
 // Store/load masks of the four 16-lane vectors of a 64-column block that has ``left`` valid columns.
 static inline void block_masks(int64_t left, __mmask16 mk[4]) {
   for (int q = 0; q < 4; ++q) {

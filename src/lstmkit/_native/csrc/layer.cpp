@@ -130,7 +130,8 @@ struct LoopSource {
 };
 static LoopSource loop_source(const Tensor& x2, const Tensor& xin, const Tensor& w_ih, const Tensor& w_hh,
                               int64_t B) {
-  if (input_in_loop(B, x2, w_ih, w_hh)) return {at::empty({0}, x2.options().dtype(at::kFloat)), LoopInput{x2, w_ih.contiguous()}};
+  if (input_in_loop(B, x2, w_ih, w_hh))
+    return {at::empty({0}, x2.options().dtype(at::kFloat)), LoopInput{x2, w_ih.contiguous()}};
   return {projection_f32(xin, w_ih), LoopInput{}};
 }
 
