@@ -374,15 +374,16 @@ class _Kernels:
         return _C.lstm_fwd_infer if name == "lstm_fwd" else getattr(_C, name)
 
 
-def lstm_inference(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor],
-                   w_ph: Optional[Tensor], coupled: bool):
-    """One fp32 LSTM layer-direction in inference from a zero state, ``x (T, B, D)``: ``(y (T, B, H), h_T (B, H),
-    c_T (B, H))`` in one kernel call (``RNNBase._fast_inference``); ``(None, None, None)`` when a weight is not
-    plain fp32 (then the general path runs it)."""
+def lstm_one_call(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor],
+                  w_ph: Optional[Tensor], coupled: bool):
+    """One fp32 LSTM layer-direction from a zero state, ``x (T, B, D)``: ``(y (T, B, H), h_T (B, H), c_T (B, H))``
+    in one call (``RNNBase._fast_call``): the layer node when grad mode is on, else the inference kernel;
+    ``(None, None, None)`` when a weight is not plain fp32 (then the general path runs it)."""
     if w_hh is None or w_hh.dtype != torch.float32 or (w_ph is not None and w_ph.dtype != torch.float32):
         return None, None, None
     h0 = x.new_zeros(x.size(1), w_hh.size(1))  # h0 and c0: zeros, only read
-    y, h, c = _C.lstm_layer_infer(x, w_ih, w_hh, b_ih, b_hh, w_ph, None, h0, h0, coupled)
+    layer = _C.lstm_layer if torch.is_grad_enabled() else _C.lstm_layer_infer
+    y, h, c = layer(x, w_ih, w_hh, b_ih, b_hh, w_ph, None, h0, h0, coupled)
     return y, h, c
 
 

@@ -261,11 +261,12 @@ class RNNBase(nn.Module):
             return y.squeeze(1)
         return y.transpose(0, 1) if self.batch_first else y
 
-    def _fast_inference(self, input):
-        """The most common inference call, ``lstm(x)`` without state or lengths under ``no_grad`` or
-        ``inference_mode`` on a one-layer unidirectional fp32 LSTM (peephole and coupled included), as one native
-        call: the general path's Python costs ~20 us, as much as the kernel of a small layer. Returns None when the
-        call is not that case (the general path then runs it, or raises the error that names the problem)."""
+    def _fast_call(self, input):
+        """The most common call, ``lstm(x)`` without state or lengths on a one-layer unidirectional fp32 LSTM
+        (peephole and coupled included), as one native call: the layer node (``lstm_layer``) when a gradient is
+        wanted, else the inference kernel. The general path's Python costs 20-60 us a call, as much as the kernel
+        of a small layer. Returns None when the call is not that case (the general path then runs it, or raises
+        the error that names the problem)."""
         if (self.mode != "LSTM" or self.num_layers != 1 or self.bidirectional or self.proj_size or self.layer_norm
                 or (self.training and (self.recurrent_dropout or self.zoneout))):
             return None
@@ -280,15 +281,15 @@ class RNNBase(nn.Module):
         if _backend.resolve(self.backend) != "native":
             return None
         x = input.transpose(0, 1) if self.batch_first else input  # (T, B, D)
-        y, h, c = _backend.native_module().lstm_inference(x, w_ih, params.get("weight_hh_l0"), b_ih, b_hh, w_ph,
-                                                          self.coupled)
+        y, h, c = _backend.native_module().lstm_one_call(x, w_ih, params.get("weight_hh_l0"), b_ih, b_hh, w_ph,
+                                                         self.coupled)
         if y is None:
             return None
         return (y.transpose(0, 1) if self.batch_first else y), (h.unsqueeze(0), c.unsqueeze(0))
 
     def _forward(self, input, hx, lengths, with_cell: bool):
-        if with_cell and hx is None and lengths is None and not torch.is_grad_enabled():
-            fast = self._fast_inference(input)
+        if with_cell and hx is None and lengths is None:
+            fast = self._fast_call(input)
             if fast is not None:
                 return fast
         x, lens, unbatched, packed = self._prepare(input, lengths)

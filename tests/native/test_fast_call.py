@@ -1,5 +1,6 @@
-"""The one-call inference path of LSTM (RNNBase._fast_inference): when it is taken, and that it gives what the
-reference layer and torch.nn.LSTM give, and exactly what the general native path gives."""
+"""The one-call path of LSTM (RNNBase._fast_call; the layer node in grad mode, the inference kernel without):
+when it is taken, and that it gives what the reference layer and torch.nn.LSTM give, and exactly what the general
+native path gives (gradients included)."""
 from __future__ import annotations
 
 import pytest
@@ -47,6 +48,33 @@ def test_fast_path_matches_reference_and_general_path(kw, context, calls):
         torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("kw", [{}, {"batch_first": True}, {"coupled": True, "peephole": True}, {"bias": False}])
+def test_fast_path_in_training_matches_reference_and_general_path(kw, calls):
+    """Grad mode: the one call is the layer node; outputs and every gradient equal the general native path's
+    (the same node on the same inputs) and match the reference."""
+    torch.manual_seed(3)
+    ref = lnn.LSTM(5, 20, backend="reference", **kw)
+    nat = lnn.LSTM(5, 20, backend="native", **kw)
+    nat.load_state_dict(ref.state_dict())
+    x = torch.randn(3, 9, 5) if kw.get("batch_first") else torch.randn(9, 3, 5)
+    zeros = torch.zeros(1, 3, 20)
+
+    def grads(m, state=None):
+        m.zero_grad(set_to_none=True)
+        xx = x.clone().requires_grad_()
+        y, (h, c) = m(xx, state)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().add((h * h).sum() + c.sum()).backward()
+        return [y.detach(), h.detach(), c.detach(), xx.grad] + [p.grad for p in m.parameters()]
+
+    fast = grads(nat)
+    assert not calls, "the fast path must not go through the general per-direction call"
+    general = grads(nat, (zeros, zeros))  # an explicit state takes the general path
+    assert calls
+    for got, want_general, want_ref in zip(fast, general, grads(ref)):
+        torch.testing.assert_close(got, want_general, atol=0, rtol=0)
+        torch.testing.assert_close(got, want_ref, atol=2e-5, rtol=1e-4)
+
+
 def test_fast_path_matches_torch_lstm(calls):
     torch.manual_seed(1)
     theirs = torch.nn.LSTM(7, 33, batch_first=True)
@@ -61,19 +89,20 @@ def test_fast_path_matches_torch_lstm(calls):
     torch.testing.assert_close(c, c_t, atol=2e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("case", ["grad", "lengths", "two_layers", "bidirectional", "unbatched", "bf16",
-                                  "layer_norm", "proj"])
+@pytest.mark.parametrize("case", ["lengths", "two_layers", "bidirectional", "unbatched", "bf16", "layer_norm",
+                                  "proj", "recurrent_dropout", "zoneout"])
 def test_other_calls_take_the_general_path(case, calls):
     kw = {"two_layers": {"num_layers": 2}, "bidirectional": {"bidirectional": True},
-          "layer_norm": {"layer_norm": True}, "proj": {"proj_size": 4}}.get(case, {})
-    m = lnn.LSTM(5, 8, backend="native", **kw).eval()
+          "layer_norm": {"layer_norm": True}, "proj": {"proj_size": 4},
+          "recurrent_dropout": {"recurrent_dropout": 0.3}, "zoneout": {"zoneout": 0.2}}.get(case, {})
+    m = lnn.LSTM(5, 8, backend="native", **kw)
+    m.train(case in ("recurrent_dropout", "zoneout"))  # their masks apply in training only
     x = torch.randn(6, 2, 5)
     if case == "bf16":
         m, x = m.to(torch.bfloat16), x.to(torch.bfloat16)
     if case == "unbatched":
         x = x[:, 0]
-    with torch.set_grad_enabled(case == "grad"):
-        m(x, lengths=[6, 3] if case == "lengths" else None)
+    m(x, lengths=[6, 3] if case == "lengths" else None)
     assert calls
 
 
