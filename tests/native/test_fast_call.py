@@ -1,4 +1,4 @@
-"""The one-call path of LSTM (RNNBase._fast_call; the layer node in grad mode, the inference kernel without):
+"""The one-call path of LSTM (RNNBase._fast_layer; the layer node in grad mode, the inference kernel without):
 when it is taken, and that it gives what the reference layer and torch.nn.LSTM give, and exactly what the general
 native path gives (gradients included)."""
 from __future__ import annotations
@@ -89,7 +89,35 @@ def test_fast_path_matches_torch_lstm(calls):
     torch.testing.assert_close(c, c_t, atol=2e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("case", ["lengths", "two_layers", "bidirectional", "unbatched", "bf16", "layer_norm",
+@pytest.mark.parametrize("case", ["equal_lengths", "unbatched"])
+@pytest.mark.parametrize("train", [False, True])
+def test_equal_lengths_and_unbatched_input_take_the_fast_path(case, train, calls):
+    """Lengths that are all the same (e.g. one sequence) run that many steps, and an unbatched (T, D) input is one
+    row: both reach the one call, and give the reference's outputs and gradients (zeros past the length)."""
+    torch.manual_seed(4)
+    ref = lnn.LSTM(5, 20, backend="reference")
+    nat = lnn.LSTM(5, 20, backend="native")
+    nat.load_state_dict(ref.state_dict())
+    x = torch.randn(9, 5) if case == "unbatched" else torch.randn(9, 2, 5)
+    lengths = [6, 6] if case == "equal_lengths" else None
+    res = []
+    for m in (nat, ref):
+        xx = x.clone().requires_grad_()
+        with torch.set_grad_enabled(train):
+            y, (h, c) = m(xx, lengths=lengths)
+            if train:
+                (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().add(h.sum() + (c * c).sum()).backward()
+        res.append([y.detach(), h.detach(), c.detach()] + ([xx.grad] + [p.grad for p in m.parameters()] if train
+                                                           else []))
+        if m is nat:
+            assert not calls, "the fast path must not go through the general per-direction call"
+    for got, want in zip(*res):
+        torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-4)
+    if case == "equal_lengths":
+        assert res[0][0][6:].abs().max() == 0
+
+
+@pytest.mark.parametrize("case", ["lengths", "two_layers", "bidirectional", "bf16", "layer_norm",
                                   "proj", "recurrent_dropout", "zoneout"])
 def test_other_calls_take_the_general_path(case, calls):
     kw = {"two_layers": {"num_layers": 2}, "bidirectional": {"bidirectional": True},
@@ -100,8 +128,6 @@ def test_other_calls_take_the_general_path(case, calls):
     x = torch.randn(6, 2, 5)
     if case == "bf16":
         m, x = m.to(torch.bfloat16), x.to(torch.bfloat16)
-    if case == "unbatched":
-        x = x[:, 0]
     m(x, lengths=[6, 3] if case == "lengths" else None)
     assert calls
 

@@ -377,7 +377,7 @@ class _Kernels:
 def lstm_one_call(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor],
                   w_ph: Optional[Tensor], coupled: bool):
     """One fp32 LSTM layer-direction from a zero state, ``x (T, B, D)``: ``(y (T, B, H), h_T (B, H), c_T (B, H))``
-    in one call (``RNNBase._fast_call``): the layer node when grad mode is on, else the inference kernel;
+    in one call (``RNNBase._fast_layer``): the layer node when grad mode is on, else the inference kernel;
     ``(None, None, None)`` when a weight is not plain fp32 (then the general path runs it)."""
     if w_hh is None or w_hh.dtype != torch.float32 or (w_ph is not None and w_ph.dtype != torch.float32):
         return None, None, None

@@ -261,37 +261,26 @@ class RNNBase(nn.Module):
             return y.squeeze(1)
         return y.transpose(0, 1) if self.batch_first else y
 
-    def _fast_call(self, input):
-        """The most common call, ``lstm(x)`` without state or lengths on a one-layer unidirectional fp32 LSTM
-        (peephole and coupled included), as one native call: the layer node (``lstm_layer``) when a gradient is
-        wanted, else the inference kernel. The general path's Python costs 20-60 us a call, as much as the kernel
-        of a small layer. Returns None when the call is not that case (the general path then runs it, or raises
-        the error that names the problem)."""
+    def _fast_layer(self, x: Tensor):
+        """The most common layer, a one-layer unidirectional fp32 LSTM (peephole and coupled included; in training
+        without recurrent dropout or zoneout) from a zero state over ``x (T, B, D)`` (validated, every sequence
+        running all T steps), as one native call: the layer node (``lstm_layer``) when a gradient is wanted, else
+        the inference kernel. The general layer loop's Python costs 20-60 us a call, as much as the kernel of a
+        small layer. Returns ``(y (T, B, H), h_T (B, H), c_T (B, H))``, or None when the call is not that case."""
         if (self.mode != "LSTM" or self.num_layers != 1 or self.bidirectional or self.proj_size or self.layer_norm
-                or (self.training and (self.recurrent_dropout or self.zoneout))):
+                or (self.training and (self.recurrent_dropout or self.zoneout)) or x.dtype != torch.float32):
             return None
         params = self._parameters
         w_ih = params.get("weight_ih_l0")  # None when parametrized (nn.utils.parametrize): the general path
         w_ph, b_ih, b_hh = params.get("weight_ph_l0"), params.get("bias_ih_l0"), params.get("bias_hh_l0")
-        if (w_ih is None or not isinstance(input, Tensor) or input.dim() != 3 or input.dtype != torch.float32
-                or w_ih.dtype != torch.float32 or input.size(-1) != self.input_size or input.numel() == 0
-                or input.device != w_ih.device or (self.peephole and w_ph is None)
-                or (self.bias and (b_ih is None or b_hh is None))):
+        if (w_ih is None or (self.peephole and w_ph is None) or (self.bias and (b_ih is None or b_hh is None))
+                or _backend.resolve(self.backend) != "native"):
             return None
-        if _backend.resolve(self.backend) != "native":
-            return None
-        x = input.transpose(0, 1) if self.batch_first else input  # (T, B, D)
         y, h, c = _backend.native_module().lstm_one_call(x, w_ih, params.get("weight_hh_l0"), b_ih, b_hh, w_ph,
                                                          self.coupled)
-        if y is None:
-            return None
-        return (y.transpose(0, 1) if self.batch_first else y), (h.unsqueeze(0), c.unsqueeze(0))
+        return None if y is None else (y, h, c)
 
     def _forward(self, input, hx, lengths, with_cell: bool):
-        if with_cell and hx is None and lengths is None:
-            fast = self._fast_call(input)
-            if fast is not None:
-                return fast
         x, lens, unbatched, packed = self._prepare(input, lengths)
         if with_cell:
             if hx is not None and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
@@ -306,7 +295,11 @@ class RNNBase(nn.Module):
         if lens is not None and bool((lens == lens[0]).all()):
             # every sequence has the same length L < T (e.g. a single sequence): run L steps, no masking
             x, run_lens = x[: int(lens[0])], None
-        y, h_n, c_n = self._run(x, h0, c0, run_lens, with_cell)
+        fast = self._fast_layer(x) if with_cell and h0 is None and c0 is None and run_lens is None else None
+        if fast is not None:
+            y, h_n, c_n = fast[0], fast[1].unsqueeze(0), fast[2].unsqueeze(0)
+        else:
+            y, h_n, c_n = self._run(x, h0, c0, run_lens, with_cell)
         if y.size(0) < steps:  # zero outputs past the common length
             y = torch.cat([y, y.new_zeros((steps - y.size(0),) + tuple(y.shape[1:]))])
         out = self._finish(y, packed, unbatched, lens)
