@@ -122,17 +122,20 @@ Tensor projection_f32(const Tensor& x2, const Tensor& w_ih) {
 }
 
 // What the fused loop reads: X itself (input_in_loop, fused.h), or G_x = X_active W_ih^T (rows, G*H) computed first
-// by one GEMM. x2 (T*B, D) padded, xin its active rows; the biases are added in the loop either way.
+// by one GEMM. x2 (T*B, D) padded; xin its active rows (bs, off: see rows_per_step, step_offsets), or undefined:
+// then taken here, only when the GEMM needs them. The biases are added in the loop either way.
 struct LoopSource {
   Tensor gx;  // G_x fp32, or an empty fp32 tensor when the loop takes the input itself
   LoopInput in;
   const LoopInput* input() const { return in.x.defined() ? &in : nullptr; }
 };
-static LoopSource loop_source(const Tensor& x2, const Tensor& xin, const Tensor& w_ih, const Tensor& w_hh,
-                              int64_t B) {
+static LoopSource loop_source(const Tensor& x2, const Tensor& w_ih, const Tensor& w_hh, int64_t B,
+                              const std::vector<int64_t>& bs, const std::vector<int64_t>& off,
+                              const Tensor& xin = Tensor()) {
   if (input_in_loop(B, x2, w_ih, w_hh))
     return {at::empty({0}, x2.options().dtype(at::kFloat)), LoopInput{x2, w_ih.contiguous()}};
-  return {projection_f32(xin, w_ih), LoopInput{}};
+  const Tensor rows = xin.defined() ? xin : bs.back() < B ? active_rows(x2, bs, off, B) : x2;
+  return {projection_f32(rows, w_ih), LoopInput{}};
 }
 
 // The layer node's forward: x (T, B, D) fp32 or bf16 (then every weight bf16); w_ih (G*H, D); w_hh (G*H, H); b_ih,
@@ -155,7 +158,7 @@ variable_list layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w
   const Tensor x2 = x.reshape({T * B, D}).contiguous(), w_ph = opt(w_ph_in);
   const Tensor xin = packed ? active_rows(x2, bs, off, B) : x2;  // (rows, D)
   const Tensor bias = low ? bias_sum_f32(b_ih, b_hh) : bias_sum(b_ih, b_hh);
-  const LoopSource src = loop_source(x2, xin, w_ih, w_hh, B);
+  const LoopSource src = loop_source(x2, w_ih, w_hh, B, bs, off, xin);
   const Tensor w_ph32 = w_ph.defined() ? w_ph.to(at::kFloat).contiguous() : w_ph;
   const Peepholes ph(w_ph32, H, coupled);
   auto out = lstm_fwd_fused(src.gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
@@ -388,11 +391,10 @@ std::vector<Tensor> lstm_layer_infer(const Tensor& x, const Tensor& w_ih, const 
   const Tensor w_ph = opt(w_ph_in), bias = bias_sum_f32(b_ih, b_hh);
   const Tensor w_ph32 = w_ph.defined() ? w_ph.to(at::kFloat).contiguous() : w_ph;
   const std::vector<int64_t> bs = rows_per_step(batch_sizes, T, B), off = step_offsets(bs);
-  const bool packed = bs.back() < B;  // project the active rows only
   const Tensor x2 = x.reshape({T * B, D}).contiguous();
   const Peepholes ph(w_ph32, H, coupled);
   const float* b = bias.defined() ? bias.data_ptr<float>() : nullptr;
-  const LoopSource src = loop_source(x2, packed ? active_rows(x2, bs, off, B) : x2, w_ih, w_hh, B);
+  const LoopSource src = loop_source(x2, w_ih, w_hh, B, bs, off);
   auto out = lstm_fwd_fused(src.gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
                             nullptr, nullptr, bs, coupled, false, b, false, &off, nullptr, src.input());
   return {pooled_as(std::get<0>(out), x.scalar_type()), std::get<1>(out), std::get<2>(out)};

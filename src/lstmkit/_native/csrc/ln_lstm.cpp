@@ -288,8 +288,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor& dy_
   float* c0c_p = c0c.data_ptr<float>();
   auto body = [&](int64_t b0, int64_t b1, bool /*split*/) {
     FlushDenormals ftz;
-    Tensor rec = at::empty({B, H}, opts), dn = at::empty({GH}, opts), dcn_ln = at::empty({H}, opts);
-    float* rec_p = rec.data_ptr<float>();
+    // rec: dGh W_hh before the recurrent-dropout mask (without a mask the GEMM adds into dh itself)
+    Tensor rec = rdp ? at::empty({B, H}, opts) : Tensor(), dn = at::empty({GH}, opts), dcn_ln = at::empty({H}, opts);
+    float* rec_p = rdp ? rec.data_ptr<float>() : nullptr;
     float* dn_p = dn.data_ptr<float>();
     float* dcn_ln_p = dcn_ln.data_ptr<float>();
     for (int64_t t = T - 1; t >= 0; --t) {
