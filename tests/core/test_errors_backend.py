@@ -295,3 +295,32 @@ def test_native_backend_resolution_when_built():
         assert lk_backend.native_error()  # says why
         pytest.skip(f"native engine not built: {lk_backend.native_error()}")
     assert lk_backend.native_error() is None
+
+
+@pytest.mark.parametrize("lengths, want", [
+    ([4, 4, 4], 4),  # a common length below T: run that many steps
+    (torch.tensor([2, 2, 2], dtype=torch.int32), 2),
+    ([5.0, 5.0, 5.0], None),  # all T: no lengths at all
+    ([5, 3, 5], None),  # different lengths: no common one
+])
+def test_lengths_and_common_reports_the_shared_length(lengths, want):
+    from lstmkit.nn import _checks
+
+    lt, common = _checks.lengths_and_common(lengths, 3, 5)
+    assert common == want
+    if lt is None:
+        assert all(int(v) == 5 for v in lengths)
+    else:
+        assert lt.dtype == torch.int64 and lt.tolist() == [int(v) for v in lengths]
+    assert (_checks.check_lengths(lengths, 3, 5) is None) == (lt is None)
+
+
+def test_lengths_range_check_on_a_large_batch():
+    """Above 1024 sequences the range is taken with one reduction instead of a list: the same errors."""
+    from lstmkit.nn import _checks
+
+    lengths = torch.full((2000,), 3)
+    assert _checks.lengths_and_common(lengths, 2000, 5)[1] == 3
+    lengths[7] = 6
+    with pytest.raises(ValueError, match=r"lengths must lie in \[1, T=5\], got min 3 and max 6"):
+        _checks.lengths_and_common(lengths, 2000, 5)

@@ -374,17 +374,26 @@ class _Kernels:
         return _C.lstm_fwd_infer if name == "lstm_fwd" else getattr(_C, name)
 
 
-def lstm_one_call(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor],
-                  w_ph: Optional[Tensor], coupled: bool):
-    """One fp32 LSTM layer-direction from a zero state, ``x (T, B, D)``: ``(y (T, B, H), h_T (B, H), c_T (B, H))``
-    in one call (``RNNBase._fast_layer``): the layer node when grad mode is on, else the inference kernel;
-    ``(None, None, None)`` when a weight is not plain fp32 (then the general path runs it)."""
-    if w_hh is None or w_hh.dtype != torch.float32 or (w_ph is not None and w_ph.dtype != torch.float32):
+def lstm_one_call(x: Tensor, w, coupled: bool, common: Optional[int] = None):
+    """One fp32 LSTM layer-direction from a zero state, ``x (T, B, D)``, weights ``w`` (DirectionWeights, without
+    ``w_hr``): ``(y (T, B, H), h_T (B, H), c_T (B, H))`` in one call (``RNNBase._fast_layer``). Layer norm: its
+    node (csrc/layer.cpp, LstmLnLayer); else the layer node when grad mode is on, the inference kernel when not.
+    ``common``: every sequence runs only its first ``common`` steps (the kernels' rows-per-step, with y zero past
+    them). ``(None, None, None)`` when a weight is not plain fp32, or for layer norm with ``common`` (then the
+    general path runs it)."""
+    if not _all_f32(*w) or (common is not None and w.ln_ih_w is not None):
         return None, None, None
-    h0 = x.new_zeros(x.size(1), w_hh.size(1))  # h0 and c0: zeros, only read
+    B = x.size(1)
+    h0 = x.new_zeros(B, w.w_hh.size(1))  # h0 and c0: zeros, only read
+    if w.ln_ih_w is not None:
+        return tuple(_C.lstm_ln_layer(x, w.w_ih, w.ln_ih_w, w.ln_ih_b, w.b_ih, w.b_hh, w.w_hh, w.ln_hh_w, w.ln_hh_b,
+                                      w.ln_c_w, w.ln_c_b, w.w_ph, h0, h0, coupled))
+    batch_sizes = None
+    if common is not None:  # B rows for the first `common` steps, none after
+        batch_sizes = torch.zeros(x.size(0), dtype=torch.int64)
+        batch_sizes[:common] = B
     layer = _C.lstm_layer if torch.is_grad_enabled() else _C.lstm_layer_infer
-    y, h, c = layer(x, w_ih, w_hh, b_ih, b_hh, w_ph, None, h0, h0, coupled)
-    return y, h, c
+    return tuple(layer(x, w.w_ih, w.w_hh, w.b_ih, w.b_hh, w.w_ph, batch_sizes, h0, h0, coupled))
 
 
 def run_bidirectional(spec, dirs, lengths: Optional[Tensor] = None):

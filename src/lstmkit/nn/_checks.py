@@ -43,10 +43,18 @@ def check_lengths(lengths: Union[Tensor, Sequence[int], None], batch: int, steps
     Lengths must be whole numbers in ``[1, T]``, one per sequence. Lengths all equal to T are returned as None,
     since then no masking is needed.
     """
+    return lengths_and_common(lengths, batch, steps)[0]
+
+
+def lengths_and_common(lengths: Union[Tensor, Sequence[int], None], batch: int,
+                       steps: int) -> tuple[Optional[Tensor], Optional[int]]:
+    """:func:`check_lengths`, and the length L < T that every sequence shares (e.g. a single sequence's), else
+    None: a layer then runs L steps with no masking."""
     if lengths is None:
-        return None
+        return None, None
     if isinstance(lengths, Tensor):
-        lt = lengths.detach().to("cpu")
+        lt = lengths.detach()
+        lt = lt if lt.device.type == "cpu" else lt.cpu()
     else:
         try:
             lt = torch.as_tensor(list(lengths) if not isinstance(lengths, (int, float)) else [lengths])
@@ -63,12 +71,19 @@ def check_lengths(lengths: Union[Tensor, Sequence[int], None], batch: int, steps
             raise ValueError(f"lengths must be whole numbers in [1, {steps}], got {lt.tolist()}")
     elif lt.dtype == torch.bool or lt.is_complex():
         raise ValueError(f"lengths must be integers, got dtype {lt.dtype}")
-    lt = lt.to(torch.int64)
-    if lt.numel() and (lt.min() < 1 or lt.max() > steps):
-        raise ValueError(f"lengths must lie in [1, T={steps}], got min {int(lt.min())} and max {int(lt.max())}")
-    if bool((lt == steps).all()):
-        return None
-    return lt
+    if lt.dtype != torch.int64:
+        lt = lt.to(torch.int64)
+    # the range as Python ints: for a batch of ordinary size one tolist() costs less than three tensor reductions
+    if lt.numel() <= 1024:
+        vals = lt.tolist()
+        lo, hi = (min(vals), max(vals)) if vals else (1, 1)
+    else:
+        lo, hi = (int(v) for v in torch.aminmax(lt))
+    if lo < 1 or hi > steps:
+        raise ValueError(f"lengths must lie in [1, T={steps}], got min {lo} and max {hi}")
+    if lo == steps:
+        return None, None
+    return lt, (lo if lo == hi else None)
 
 
 def reverse_padded(x: Tensor, lengths: Optional[Tensor]) -> Tensor:

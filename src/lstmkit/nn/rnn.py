@@ -178,7 +178,8 @@ class RNNBase(nn.Module):
 
     # -- forward ----------------------------------------------------------------------------------------
     def _prepare(self, input, lengths):
-        """Return ``(x (T, B, D), lengths, unbatched, packed_input)`` after validating everything."""
+        """Return ``(x (T, B, D), lengths, common, unbatched, packed_input)`` after validating everything;
+        ``common``: the length L < T all sequences share, else None (see _checks.lengths_and_common)."""
         # dtype and device the input must match (a dict lookup: this runs on every call)
         ref = self._parameters.get("weight_ih_l0")
         ref = self.weight_ih_l0 if ref is None else ref
@@ -187,7 +188,7 @@ class RNNBase(nn.Module):
                 raise ValueError("lengths must be None when input is a PackedSequence (it carries its lengths)")
             x, lens = pad_packed_sequence(input)  # (T, B, D) in the caller's batch order
             _checks.check_input(x, self.input_size, ref)
-            return x, _checks.check_lengths(lens, x.size(1), x.size(0)), False, input
+            return (x, *_checks.lengths_and_common(lens, x.size(1), x.size(0)), False, input)
         unbatched = _checks.check_input(input, self.input_size, ref)
         if unbatched:
             x = input.unsqueeze(1)
@@ -195,7 +196,7 @@ class RNNBase(nn.Module):
             x = input.transpose(0, 1) if self.batch_first else input
         if x.size(0) == 0:
             raise ValueError(f"input must have at least one time step, got shape {tuple(input.shape)}")
-        return x, _checks.check_lengths(lengths, x.size(1), x.size(0)), unbatched, None
+        return (x, *_checks.lengths_and_common(lengths, x.size(1), x.size(0)), unbatched, None)
 
     def _initial_state(self, name: str, hx: Optional[Tensor], size: int, x: Tensor, unbatched: bool) -> Tensor:
         num = self.num_layers * (2 if self.bidirectional else 1)
@@ -261,27 +262,22 @@ class RNNBase(nn.Module):
             return y.squeeze(1)
         return y.transpose(0, 1) if self.batch_first else y
 
-    def _fast_layer(self, x: Tensor):
-        """The most common layer, a one-layer unidirectional fp32 LSTM (peephole and coupled included; in training
-        without recurrent dropout or zoneout) from a zero state over ``x (T, B, D)`` (validated, every sequence
-        running all T steps), as one native call: the layer node (``lstm_layer``) when a gradient is wanted, else
-        the inference kernel. The general layer loop's Python costs 20-60 us a call, as much as the kernel of a
-        small layer. Returns ``(y (T, B, H), h_T (B, H), c_T (B, H))``, or None when the call is not that case."""
-        if (self.mode != "LSTM" or self.num_layers != 1 or self.bidirectional or self.proj_size or self.layer_norm
-                or (self.training and (self.recurrent_dropout or self.zoneout)) or x.dtype != torch.float32):
-            return None
-        params = self._parameters
-        w_ih = params.get("weight_ih_l0")  # None when parametrized (nn.utils.parametrize): the general path
-        w_ph, b_ih, b_hh = params.get("weight_ph_l0"), params.get("bias_ih_l0"), params.get("bias_hh_l0")
-        if (w_ih is None or (self.peephole and w_ph is None) or (self.bias and (b_ih is None or b_hh is None))
+    def _fast_layer(self, x: Tensor, common: Optional[int]):
+        """The most common layer, a one-layer unidirectional fp32 LSTM (peephole, coupled and layer-norm included;
+        in training without recurrent dropout or zoneout) from a zero state over ``x (T, B, D)`` (validated; every
+        sequence running all T steps, or ``common`` < T of them), as one native call: the layer node
+        (``lstm_layer``, ``lstm_ln_layer``) when a gradient is wanted, else the inference kernel. The general
+        layer loop's Python costs 20-60 us a call, as much as the kernel of a small layer. Returns ``(y (T, B, H),
+        h_T (B, H), c_T (B, H))`` with zeros in y past ``common``, or None when the call is not that case."""
+        if (self.mode != "LSTM" or self.num_layers != 1 or self.bidirectional or self.proj_size
+                or (self.training and (self.recurrent_dropout or self.zoneout)) or x.dtype != torch.float32
                 or _backend.resolve(self.backend) != "native"):
             return None
-        y, h, c = _backend.native_module().lstm_one_call(x, w_ih, params.get("weight_hh_l0"), b_ih, b_hh, w_ph,
-                                                         self.coupled)
+        y, h, c = _backend.native_module().lstm_one_call(x, self._direction_weights(0), self.coupled, common)
         return None if y is None else (y, h, c)
 
     def _forward(self, input, hx, lengths, with_cell: bool):
-        x, lens, unbatched, packed = self._prepare(input, lengths)
+        x, lens, common, unbatched, packed = self._prepare(input, lengths)
         if with_cell:
             if hx is not None and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
                 raise ValueError(f"hx must be a tuple (h_0, c_0) for LSTM, got {type(hx).__name__}")
@@ -291,17 +287,19 @@ class RNNBase(nn.Module):
         else:
             h0 = self._initial_state("hx", hx, self.hidden_size, x, unbatched)
             c0 = None
-        steps, run_lens = x.size(0), lens
-        if lens is not None and bool((lens == lens[0]).all()):
-            # every sequence has the same length L < T (e.g. a single sequence): run L steps, no masking
-            x, run_lens = x[: int(lens[0])], None
-        fast = self._fast_layer(x) if with_cell and h0 is None and c0 is None and run_lens is None else None
+        steps = x.size(0)
+        fast = None
+        if with_cell and h0 is None and c0 is None and (lens is None or common is not None):
+            fast = self._fast_layer(x, common)
         if fast is not None:
             y, h_n, c_n = fast[0], fast[1].unsqueeze(0), fast[2].unsqueeze(0)
         else:
+            run_lens = lens
+            if common is not None:  # every sequence has the same length L < T: run L steps, no masking
+                x, run_lens = x[:common], None
             y, h_n, c_n = self._run(x, h0, c0, run_lens, with_cell)
-        if y.size(0) < steps:  # zero outputs past the common length
-            y = torch.cat([y, y.new_zeros((steps - y.size(0),) + tuple(y.shape[1:]))])
+            if y.size(0) < steps:  # zero outputs past the common length
+                y = torch.cat([y, y.new_zeros((steps - y.size(0),) + tuple(y.shape[1:]))])
         out = self._finish(y, packed, unbatched, lens)
         if unbatched:
             h_n = h_n.squeeze(1)
