@@ -432,3 +432,34 @@ def test_bfloat16_inference_entry_accuracy(kw):
         y = nat16(x.bfloat16())[0]
     assert y.dtype == torch.bfloat16
     assert (y.double() - truth).abs().max().item() <= 1.5 * err_ref + 1e-3
+
+
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("kw", [{}, {"peephole": True, "coupled": True}])
+def test_unsorted_lengths_equal_the_presorted_batch_exactly(kw, train):
+    """The layer node takes an unsorted batch into its longest-first order itself (and its results and gradients
+    back): the same numbers, bit for bit, as feeding it the batch already in that order."""
+    torch.manual_seed(11)
+    m = lnn.LSTM(6, 40, batch_first=True, backend="native", **kw)
+    x = torch.randn(9, 8, 6)
+    lengths = torch.tensor([3, 8, 1, 5, 8, 2, 7, 4, 6])
+    order = torch.sort(lengths, descending=True, stable=True).indices
+    w0 = torch.linspace(-1, 1, 9 * 8 * 40).view(9, 8, 40)  # loss weights, following each sequence
+    res = []
+    for xx, ll, w in ((x, lengths, w0), (x[order], lengths[order], w0[order])):
+        xx = xx.clone().requires_grad_(train)
+        with torch.set_grad_enabled(train):
+            y, (h, c) = m(xx, lengths=ll)
+            out = [y.detach(), h.detach(), c.detach()]
+            if train:
+                m.zero_grad(set_to_none=True)
+                ((y * w).sum() + (h * h).sum() + c.sum()).backward()
+                out += [xx.grad] + [p.grad.clone() for p in m.parameters()]
+        res.append(out)
+    unsorted, presorted = res
+    for i, (u, p) in enumerate(zip(unsorted, presorted)):
+        if i == 0 or i == 3:  # y and dx: batch dim 0
+            u = u[order]
+        elif i in (1, 2):  # h_n, c_n: (1, B, H)
+            u = u[:, order]
+        torch.testing.assert_close(u, p, atol=0, rtol=0)

@@ -393,7 +393,7 @@ def lstm_one_call(x: Tensor, w, coupled: bool, common: Optional[int] = None):
         batch_sizes = torch.zeros(x.size(0), dtype=torch.int64)
         batch_sizes[:common] = B
     layer = _C.lstm_layer if torch.is_grad_enabled() else _C.lstm_layer_infer
-    return tuple(layer(x, w.w_ih, w.w_hh, w.b_ih, w.b_hh, w.w_ph, batch_sizes, h0, h0, coupled))
+    return tuple(layer(x, w.w_ih, w.w_hh, w.b_ih, w.b_hh, w.w_ph, batch_sizes, h0, h0, coupled, None))
 
 
 def run_bidirectional(spec, dirs, lengths: Optional[Tensor] = None):
@@ -440,9 +440,12 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
     """Native twin of ``lstmkit.nn._engine.reference_run_direction`` (same arguments, same results)."""
     T = x.size(0)
     perm = inv = batch_sizes = None
+    # the LSTM layer node (below) takes the batch into its sorted order itself: no index_select (and its backward)
+    node = (spec.mode == "lstm" and not spec.layer_norm and w.w_hr is None and rd_mask is None and zo_h is None
+            and zo_c is None)
     if lengths is not None:
         perm, inv, batch_sizes = _sort_by_length(lengths, T)
-        if perm is not None:
+        if perm is not None and not node:
             x, zo_h, zo_c = _reorder(perm, 1, x, zo_h, zo_c)
             h0, c0, rd_mask = _reorder(perm, 0, h0, c0, rd_mask)
     # inference (nothing needs a gradient): call the kernels directly, without dispatcher or autograd wrapper
@@ -466,11 +469,13 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
         y, h, c, *_ = kern.lstm_ln_fwd(gx, h0, c0, f32(w.w_hh), f32(w.ln_hh_w), f32(w.ln_hh_b),
                                                     f32(w.ln_c_w), f32(w.ln_c_b), f32(w.w_ph), batch_sizes,
                                                     rd_mask, zo_h, zo_c, spec.coupled)
-    elif spec.mode == "lstm" and w.w_hr is None and rd_mask is None and zo_h is None and zo_c is None:
+    elif node:
         # the common case (any lengths, fp32 or bf16): projection, loop and (in training) the whole backward in
-        # one C++ call and one autograd node (csrc/layer.cpp); in inference the kernel adds the biases
+        # one C++ call and one autograd node (csrc/layer.cpp), which also sorts the batch (perm) and puts the
+        # results back in the caller's order; in inference the kernel adds the biases
         layer = _C.lstm_layer if needs_grad else _C.lstm_layer_infer
-        y, h, c = layer(x, w.w_ih, w.w_hh, w.b_ih, w.b_hh, w.w_ph, batch_sizes, h0, c0, spec.coupled)
+        y, h, c = layer(x, w.w_ih, w.w_hh, w.b_ih, w.b_hh, w.w_ph, batch_sizes, h0, c0, spec.coupled, perm)
+        perm = inv = None
     elif spec.mode == "lstm":
         bias = None if w.b_ih is None else w.b_ih + w.b_hh
         gx = f32(_project(x, w.w_ih, bias))  # (T, B, G*H): one GEMM over all T*B rows

@@ -36,12 +36,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor&, co
                                 const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&,
                                 const OT&, const OT&, const OT&, const OT&, bool);
 std::vector<Tensor> lstm_layer(const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&, const OT&,
-                               const OT&, const Tensor&, const Tensor&, bool);
+                               const OT&, const Tensor&, const Tensor&, bool, const OT&);
 std::vector<Tensor> lstm_ln_layer(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&,
                                   const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&,
                                   const Tensor&, const Tensor&, bool);
 std::vector<Tensor> lstm_layer_infer(const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&, const OT&,
-                                     const OT&, const Tensor&, const Tensor&, bool);
+                                     const OT&, const Tensor&, const Tensor&, bool, const OT&);
 std::vector<Tensor> lstm_bilayer(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&,
                                  const OT&, const Tensor&, const Tensor&, const OT&, const OT&, const OT&, const OT&,
                                  const Tensor&, const Tensor&, const Tensor&, const Tensor&, bool);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include "pool.h"
 #include <cmath>
 #include <cstdint>
@@ -435,6 +436,39 @@ static inline at::Tensor padded_rows(const at::Tensor& src, const std::vector<in
   const char* in = static_cast<const char*>(src.data_ptr());
   char* o = static_cast<char*>(out.data_ptr());
   for (int64_t t = 0; t < T; ++t) std::memcpy(o + t * B * F * es, in + off[t] * F * es, bs[t] * F * es);
+  return out;
+}
+
+// A batch permutation as a vector (empty: none). perm[b] is the caller's row that sorted row b holds.
+static inline std::vector<int64_t> perm_of(const c10::optional<at::Tensor>& perm) {
+  if (!perm.has_value() || !perm->defined()) return {};
+  const at::Tensor p = perm->to(at::kLong).contiguous();
+  return std::vector<int64_t>(p.data_ptr<int64_t>(), p.data_ptr<int64_t>() + p.numel());
+}
+
+// The rows of a (T, B, F) or (B, F) tensor in another batch order, into pooled memory: gather (out[.., b] =
+// in[.., perm[b]]) takes the caller's batch into the sorted order the loops run in, scatter (out[.., perm[b]] =
+// in[.., b]) takes results back. One pass each, instead of index_select and its backward outside the node; a
+// strided input (a batch_first x, the expanded gradient of y.sum()) is read in place by ATen's index_select.
+static inline at::Tensor permute_rows(const at::Tensor& src, const std::vector<int64_t>& perm, bool scatter) {
+  const int64_t B = (int64_t)perm.size();
+  std::vector<int64_t> idx(perm);  // out[.., b] = in[.., idx[b]]
+  if (scatter)
+    for (int64_t b = 0; b < B; ++b) idx[perm[b]] = b;
+  if (!src.is_contiguous()) {
+    at::Tensor out = pool_empty(src.sizes(), src.options());
+    at::index_select_out(out, src, src.dim() - 2, at::tensor(idx, at::kLong));
+    return out;
+  }
+  const int64_t row = src.size(-1) * src.element_size();
+  const int64_t T = B ? src.numel() / (B * src.size(-1)) : 0;
+  at::Tensor out = pool_empty(src.sizes(), src.options());
+  const char* in = static_cast<const char*>(src.data_ptr());
+  char* o = static_cast<char*>(out.data_ptr());
+  at::parallel_for(0, T, 8, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      for (int64_t b = 0; b < B; ++b) std::memcpy(o + (t * B + b) * row, in + (t * B + idx[b]) * row, row);
+  });
   return out;
 }
 

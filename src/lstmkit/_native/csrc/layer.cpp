@@ -140,14 +140,21 @@ static LoopSource loop_source(const Tensor& x2, const Tensor& w_ih, const Tensor
 
 // The layer node's forward: x (T, B, D) fp32 or bf16 (then every weight bf16); w_ih (G*H, D); w_hh (G*H, H); b_ih,
 // b_hh (G*H) or none; w_ph (3H | 2H) or none; batch_sizes (T) rows active per step (batch sorted longest first) or
-// none; h0, c0 (B, H) fp32. Returns y (T, B, H) in x's dtype, h_T and c_T in fp32, and fills ``s`` with what the
-// backward needs. bf16: the projection and weight-gradient GEMMs run in bf16, the loop with bf16 W_hh dot
+// none; h0, c0 (B, H) fp32; perm: the batch order of batch_sizes (perm[b]: the caller's row that sorted row b is),
+// or none (the caller's order is sorted). Returns y (T, B, H) in x's dtype, h_T and c_T in fp32, in the caller's
+// order, and fills ``s`` with what the backward needs (in the sorted order). bf16: the projection and weight-gradient GEMMs run in bf16, the loop with bf16 W_hh dot
 // products, the cell state and the gate pass in fp32.
-variable_list layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const c10::optional<Tensor>& b_ih,
+variable_list layer_forward(const Tensor& x_in, const Tensor& w_ih, const Tensor& w_hh, const c10::optional<Tensor>& b_ih,
                             const c10::optional<Tensor>& b_hh, const c10::optional<Tensor>& w_ph_in,
-                            const c10::optional<Tensor>& batch_sizes, const Tensor& h0, const Tensor& c0,
-                            bool coupled, LayerSaved& s) {
+                            const c10::optional<Tensor>& batch_sizes, const Tensor& h0_in, const Tensor& c0_in,
+                            bool coupled, LayerSaved& s, const c10::optional<Tensor>& perm_in) {
   FlushDenormals ftz;
+  // with lengths in no particular order: the rows taken into the sorted order here, the results put back at the end
+  const std::vector<int64_t> perm = perm_of(perm_in);
+  const bool reorder = !perm.empty();
+  const Tensor x = reorder ? permute_rows(x_in, perm, false) : x_in;
+  const Tensor h0 = reorder ? permute_rows(h0_in, perm, false) : h0_in;
+  const Tensor c0 = reorder ? permute_rows(c0_in, perm, false) : c0_in;
   const int64_t T = x.size(0), B = x.size(1), D = x.size(2), H = c0.size(1);
   const bool low = x.scalar_type() == at::kBFloat16;
   const std::vector<int64_t> bs = rows_per_step(batch_sizes, T, B);  // lengths: batch sorted longest first
@@ -171,6 +178,10 @@ variable_list layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w
   s.has_b_hh = opt(b_hh).defined();
   s.x_sizes = x.sizes().vec();
   s.bs = bs;
+  s.perm = perm;
+  if (reorder)
+    return {permute_rows(y, perm, true), permute_rows(std::get<1>(out), perm, true),
+            permute_rows(std::get<2>(out), perm, true)};
   return {y, std::get<1>(out), std::get<2>(out)};
 }
 
@@ -189,11 +200,16 @@ variable_list layer_backward(const LayerSaved& saved, const std::array<bool, 6>&
   const bool packed = bs.back() < B;  // as in forward: xin and dG hold the active rows only
   const std::vector<int64_t> off = step_offsets(bs);
   const Peepholes ph(w_ph, H, coupled);
+  // the incoming gradients in the loop's (sorted) batch order, the outgoing ones back in the caller's
+  const std::vector<int64_t>& perm = saved.perm;
+  auto sorted = [&](const Tensor& g) { return g.defined() && !perm.empty() ? permute_rows(g, perm, false) : g; };
+  auto caller = [&](const Tensor& g) { return g.defined() && !perm.empty() ? permute_rows(g, perm, true) : g; };
+  const Tensor dy = sorted(grads[0]);
   // the bias and peephole gradients are summed by the kernel's gate pass
   Tensor db = at::empty({GH}, gates.options());
   Tensor dph = w_ph.defined() ? at::empty({w_ph.numel()}, gates.options()) : Tensor();
-  auto back = lstm_bwd_fused(grads[0].defined() ? pooled_as(grads[0], at::kFloat) : at::zeros_like(y, gates.options()),
-                             grads[1], grads[2], gates, cn, cn.data_ptr<float>(), c0.contiguous(),
+  auto back = lstm_bwd_fused(dy.defined() ? pooled_as(dy, at::kFloat) : at::zeros_like(y, gates.options()),
+                             sorted(grads[1]), sorted(grads[2]), gates, cn, cn.data_ptr<float>(), c0.contiguous(),
                              w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o, nullptr, nullptr, bs, coupled,
                              db.data_ptr<float>(), dph.defined() ? dph.data_ptr<float>() : nullptr,
                              packed ? &off : nullptr);
@@ -204,7 +220,7 @@ variable_list layer_backward(const LayerSaved& saved, const std::array<bool, 6>&
   Tensor dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_ph;
   if (needs[0]) {
     const Tensor dxr = matmul_nt(dG2, w_ih.t());  // (rows, D)
-    dx = (packed ? padded_rows(dxr, bs, off, B) : dxr).view(saved.x_sizes);
+    dx = caller((packed ? padded_rows(dxr, bs, off, B) : dxr).view(saved.x_sizes));
   }
   // dW_ih = dG^T X and dW_hh = dG^T H_prev: in fp32 one pass over dG for both (gemm_tn.h's merged GEMM)
   const bool want_ih = needs[1], want_hh = needs[2];
@@ -226,7 +242,7 @@ variable_list layer_backward(const LayerSaved& saved, const std::array<bool, 6>&
     if (!g_ih) d_b_ih = Tensor();
   }
   if (dph.defined() && needs[5]) d_w_ph = dph.to(dt);
-  return {dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_ph, std::get<1>(back), std::get<2>(back)};
+  return {dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_ph, caller(std::get<1>(back)), caller(std::get<2>(back))};
 }
 
 // The saved state of one or more directions in an autograd context: their tensors, concatenated in order, and
@@ -242,6 +258,7 @@ void save_layer(AutogradContext* ctx, const std::vector<const LayerSaved*>& dirs
     ctx->saved_data["has_b_hh" + k] = s.has_b_hh;
     ctx->saved_data["x_sizes" + k] = s.x_sizes;
     ctx->saved_data["bs" + k] = s.bs;
+    ctx->saved_data["perm" + k] = s.perm;
   }
   ctx->save_for_backward(all);
 }
@@ -259,6 +276,7 @@ std::vector<LayerSaved> load_layer(AutogradContext* ctx, size_t n) {
     s.has_b_hh = ctx->saved_data["has_b_hh" + k].toBool();
     s.x_sizes = ctx->saved_data["x_sizes" + k].toIntVector();
     s.bs = ctx->saved_data["bs" + k].toIntVector();
+    s.perm = ctx->saved_data["perm" + k].toIntVector();
   }
   return out;
 }
@@ -268,12 +286,12 @@ struct LstmLayer : public torch::autograd::Function<LstmLayer> {
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& w_ih, const Tensor& w_hh,
                                const c10::optional<Tensor>& b_ih, const c10::optional<Tensor>& b_hh,
                                const c10::optional<Tensor>& w_ph, const c10::optional<Tensor>& batch_sizes,
-                               const Tensor& h0, const Tensor& c0, bool coupled) {
+                               const Tensor& h0, const Tensor& c0, bool coupled, const c10::optional<Tensor>& perm) {
     LayerSaved s;
-    variable_list out = layer_forward(x, w_ih, w_hh, b_ih, b_hh, w_ph, batch_sizes, h0, c0, coupled, s);
+    variable_list out = layer_forward(x, w_ih, w_hh, b_ih, b_hh, w_ph, batch_sizes, h0, c0, coupled, s, perm);
     save_layer(ctx, {&s});
     record_edges(ctx, {true, true, true, present(b_ih), present(b_hh), present(w_ph), present(batch_sizes), true,
-                       true, false});
+                       true, false, present(perm)});
     return out;
   }
 
@@ -281,7 +299,7 @@ struct LstmLayer : public torch::autograd::Function<LstmLayer> {
     const std::array<bool, 6> needs{needs_grad(ctx, 0), needs_grad(ctx, 1), needs_grad(ctx, 2),
                                     needs_grad(ctx, 3), needs_grad(ctx, 4), needs_grad(ctx, 5)};
     variable_list g = layer_backward(load_layer(ctx, 1)[0], needs, grads);
-    return {g[0], g[1], g[2], g[3], g[4], g[5], Tensor(), g[6], g[7], Tensor()};
+    return {g[0], g[1], g[2], g[3], g[4], g[5], Tensor(), g[6], g[7], Tensor(), Tensor()};
   }
 };
 
@@ -377,16 +395,22 @@ std::vector<Tensor> lstm_ln_layer(const Tensor& x, const Tensor& w_ih, const Ten
 std::vector<Tensor> lstm_layer(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh,
                                const c10::optional<Tensor>& b_ih, const c10::optional<Tensor>& b_hh,
                                const c10::optional<Tensor>& w_ph, const c10::optional<Tensor>& batch_sizes,
-                               const Tensor& h0, const Tensor& c0, bool coupled) {
-  return LstmLayer::apply(x, w_ih, w_hh, b_ih, b_hh, w_ph, batch_sizes, h0, c0, coupled);
+                               const Tensor& h0, const Tensor& c0, bool coupled,
+                               const c10::optional<Tensor>& perm) {
+  return LstmLayer::apply(x, w_ih, w_hh, b_ih, b_hh, w_ph, batch_sizes, h0, c0, coupled, perm);
 }
 
-std::vector<Tensor> lstm_layer_infer(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh,
+std::vector<Tensor> lstm_layer_infer(const Tensor& x_in, const Tensor& w_ih, const Tensor& w_hh,
                                      const c10::optional<Tensor>& b_ih, const c10::optional<Tensor>& b_hh,
                                      const c10::optional<Tensor>& w_ph_in,
-                                     const c10::optional<Tensor>& batch_sizes, const Tensor& h0, const Tensor& c0,
-                                     bool coupled) {
+                                     const c10::optional<Tensor>& batch_sizes, const Tensor& h0_in,
+                                     const Tensor& c0_in, bool coupled, const c10::optional<Tensor>& perm_in) {
   FlushDenormals ftz;
+  const std::vector<int64_t> perm = perm_of(perm_in);  // as in layer_forward
+  const bool reorder = !perm.empty();
+  const Tensor x = reorder ? permute_rows(x_in, perm, false) : x_in;
+  const Tensor h0 = reorder ? permute_rows(h0_in, perm, false) : h0_in;
+  const Tensor c0 = reorder ? permute_rows(c0_in, perm, false) : c0_in;
   const int64_t T = x.size(0), B = x.size(1), D = x.size(2), H = c0.size(1);
   const Tensor w_ph = opt(w_ph_in), bias = bias_sum_f32(b_ih, b_hh);
   const Tensor w_ph32 = w_ph.defined() ? w_ph.to(at::kFloat).contiguous() : w_ph;
@@ -397,7 +421,10 @@ std::vector<Tensor> lstm_layer_infer(const Tensor& x, const Tensor& w_ih, const 
   const LoopSource src = loop_source(x2, w_ih, w_hh, B, bs, off);
   auto out = lstm_fwd_fused(src.gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
                             nullptr, nullptr, bs, coupled, false, b, false, &off, nullptr, src.input());
-  return {pooled_as(std::get<0>(out), x.scalar_type()), std::get<1>(out), std::get<2>(out)};
+  std::vector<Tensor> res{pooled_as(std::get<0>(out), x.scalar_type()), std::get<1>(out), std::get<2>(out)};
+  if (reorder)
+    for (Tensor& r : res) r = permute_rows(r, perm, true);
+  return res;
 }
 
 }  // namespace lstmkit

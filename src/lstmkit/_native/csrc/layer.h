@@ -28,6 +28,7 @@ struct LayerSaved {
   std::vector<at::Tensor> t;
   bool coupled = false, has_b_ih = false, has_b_hh = false;
   std::vector<int64_t> x_sizes, bs;
+  std::vector<int64_t> perm;  // the batch order the loop ran in (perm_of; empty: the caller's)
 };
 
 torch::autograd::variable_list layer_forward(const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& w_hh,
@@ -35,7 +36,8 @@ torch::autograd::variable_list layer_forward(const at::Tensor& x, const at::Tens
                                              const c10::optional<at::Tensor>& b_hh,
                                              const c10::optional<at::Tensor>& w_ph,
                                              const c10::optional<at::Tensor>& batch_sizes, const at::Tensor& h0,
-                                             const at::Tensor& c0, bool coupled, LayerSaved& s);
+                                             const at::Tensor& c0, bool coupled, LayerSaved& s,
+                                             const c10::optional<at::Tensor>& perm = c10::nullopt);
 torch::autograd::variable_list layer_backward(const LayerSaved& s, const std::array<bool, 6>& needs,
                                               const torch::autograd::variable_list& grads);
 void save_layer(torch::autograd::AutogradContext* ctx, const std::vector<const LayerSaved*>& dirs);
@@ -63,6 +65,7 @@ std::vector<at::Tensor> lstm_layer_infer(const at::Tensor& x, const at::Tensor& 
                                          const c10::optional<at::Tensor>& b_hh,
                                          const c10::optional<at::Tensor>& w_ph,
                                          const c10::optional<at::Tensor>& batch_sizes, const at::Tensor& h0,
-                                         const at::Tensor& c0, bool coupled);
+                                         const at::Tensor& c0, bool coupled,
+                                         const c10::optional<at::Tensor>& perm = c10::nullopt);
 
 }  // namespace lstmkit
