@@ -324,3 +324,13 @@ def test_lengths_range_check_on_a_large_batch():
     lengths[7] = 6
     with pytest.raises(ValueError, match=r"lengths must lie in \[1, T=5\], got min 3 and max 6"):
         _checks.lengths_and_common(lengths, 2000, 5)
+
+
+def test_empty_batch_with_lengths_runs_on_both_backends():
+    """B = 0 with an empty lengths tensor: nothing to mask, and both backends return empty outputs."""
+    from lstmkit.nn import _checks
+
+    assert _checks.lengths_and_common(torch.zeros(0, dtype=torch.long), 0, 5) == (None, None)
+    for backend in ("reference", "native") if lk_backend.native_available() else ("reference",):
+        y, (h, c) = lnn.LSTM(3, 4, backend=backend)(torch.randn(5, 0, 3), lengths=torch.zeros(0, dtype=torch.long))
+        assert y.shape == (5, 0, 4) and h.shape == (1, 0, 4) and c.shape == (1, 0, 4)

@@ -74,9 +74,11 @@ def lengths_and_common(lengths: Union[Tensor, Sequence[int], None], batch: int,
     if lt.dtype != torch.int64:
         lt = lt.to(torch.int64)
     # the range as Python ints: for a batch of ordinary size one tolist() costs less than three tensor reductions
+    if lt.numel() == 0:  # an empty batch: nothing to mask
+        return None, None
     if lt.numel() <= 1024:
         vals = lt.tolist()
-        lo, hi = (min(vals), max(vals)) if vals else (1, 1)
+        lo, hi = min(vals), max(vals)
     else:
         lo, hi = (int(v) for v in torch.aminmax(lt))
     if lo < 1 or hi > steps:

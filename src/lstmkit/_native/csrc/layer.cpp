@@ -142,10 +142,11 @@ static LoopSource loop_source(const Tensor& x2, const Tensor& w_ih, const Tensor
 // b_hh (G*H) or none; w_ph (3H | 2H) or none; batch_sizes (T) rows active per step (batch sorted longest first) or
 // none; h0, c0 (B, H) fp32; perm: the batch order of batch_sizes (perm[b]: the caller's row that sorted row b is),
 // or none (the caller's order is sorted). Returns y (T, B, H) in x's dtype, h_T and c_T in fp32, in the caller's
-// order, and fills ``s`` with what the backward needs (in the sorted order). bf16: the projection and weight-gradient GEMMs run in bf16, the loop with bf16 W_hh dot
-// products, the cell state and the gate pass in fp32.
-variable_list layer_forward(const Tensor& x_in, const Tensor& w_ih, const Tensor& w_hh, const c10::optional<Tensor>& b_ih,
-                            const c10::optional<Tensor>& b_hh, const c10::optional<Tensor>& w_ph_in,
+// order, and fills ``s`` with what the backward needs (in the sorted order). bf16: the projection and
+// weight-gradient GEMMs run in bf16, the loop with bf16 W_hh dot products, the cell state and the gate pass in fp32.
+variable_list layer_forward(const Tensor& x_in, const Tensor& w_ih, const Tensor& w_hh,
+                            const c10::optional<Tensor>& b_ih, const c10::optional<Tensor>& b_hh,
+                            const c10::optional<Tensor>& w_ph_in,
                             const c10::optional<Tensor>& batch_sizes, const Tensor& h0_in, const Tensor& c0_in,
                             bool coupled, LayerSaved& s, const c10::optional<Tensor>& perm_in) {
   FlushDenormals ftz;

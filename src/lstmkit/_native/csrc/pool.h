@@ -4,10 +4,11 @@
 // above its mmap threshold with fresh pages each time, so every call pays a page fault and a kernel zero-fill per
 // 4 KiB: about 0.25 ms per MB on this machine, 15% of a (32,200,256,512) training step. Blocks freed by the
 // engine's tensors are kept here and handed back to the next request of a size that fits, so steady-state
-// training touches only warm pages. Blocks from 128 KiB (glibc's default mmap threshold) go through the pool: with a
-// 1 MiB floor the buffers just under it (e.g. the (1000, 1, 256) gates of a long single sequence) took fresh pages
-// every call, about 1100 page faults per call that doubled a layer-norm step's time. The pool holds at most LSTMKIT_POOL_MB megabytes (default 2048; 0 disables
-// it); release_pool() returns everything it holds to the system.
+// training touches only warm pages. Blocks from 128 KiB (glibc's default mmap threshold) go through the pool:
+// with a 1 MiB floor the buffers just under it (e.g. the (1000, 1, 256) gates of a long single sequence) took
+// fresh pages every call, about 1100 page faults per call that doubled a layer-norm step's time. The pool holds
+// at most LSTMKIT_POOL_MB megabytes (default 2048; 0 disables it); release_pool() returns everything it holds to
+// the system.
 #pragma once
 
 #include <ATen/ATen.h>
