@@ -1,1 +1,1 @@
-"""The fused native CPU engine: C++ kernels in csrc/, their binding and autograd registration in ops.py."""
+"""The fused native CPU engine: C++ kernels in csrc/, their binding in ops.py, autograd registration in formulas.py."""

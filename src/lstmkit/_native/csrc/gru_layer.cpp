@@ -1,8 +1,8 @@
 // One GRU layer-direction as a single C++ autograd node (fp32; no recurrent dropout), its inference twin, and the
 // node that runs both directions of a bidirectional GRU layer at once, one per core.
 //
-// The same math as lstmkit/_native/ops.py's _Projection and gru_backward (the path for every other case and for
-// the registered torch ops), from one C++ call per layer forward and backward: G_x = X W_ih^T + b_ih over all
+// The same math as lstmkit/_native/ops.py's _Projection and formulas.py's gru_backward (the path for every other
+// case and for the registered torch ops), from one C++ call per layer forward and backward: G_x = X W_ih^T + b_ih over all
 // rows, the loop (gru_rnn.cpp), then dX = dG_x W_ih, dW_ih = dG_x^T X, dW_hh = dG_h^T H_prev and the bias sums.
 #include "gemm.h"
 #include "kernels.h"

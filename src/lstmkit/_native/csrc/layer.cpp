@@ -4,8 +4,8 @@
 // dominated at small sizes by what surrounds the kernels: two Python autograd Functions, their argument
 // unwrapping and the backward's Python glue cost more than the recurrence of a (1, 100, 32, 64) layer. Here the
 // same math runs from one C++ call per direction, forward and backward. The formulas are those of
-// lstmkit/_native/ops.py (lstm_backward and _Projection), which stay the path for every other case and for the
-// registered torch ops. The node's forward and backward are plain functions (layer_forward, layer_backward), so
+// lstmkit/_native/formulas.py (lstm_backward) and ops.py (_Projection), which stay the path for every other case
+// and for the registered torch ops. The node's forward and backward are plain functions (layer_forward, layer_backward), so
 // that bilayer.cpp can run two directions side by side; the layer-norm node and the inference twin follow.
 #include "fused.h"
 #include "gemm.h"
@@ -138,6 +138,23 @@ static LoopSource loop_source(const Tensor& x2, const Tensor& w_ih, const Tensor
   return {projection_f32(rows, w_ih), LoopInput{}};
 }
 
+// The batch in the order the loop runs it: with lengths in no particular order (perm, see perm_of), x and the
+// initial states gathered into longest-first order here; the callers put the results back at the end.
+struct LoopOrder {
+  std::vector<int64_t> perm;  // empty: the caller's order is the loop's
+  Tensor x, h0, c0;
+};
+static LoopOrder loop_order(const Tensor& x, const Tensor& h0, const Tensor& c0,
+                            const c10::optional<Tensor>& perm_in) {
+  LoopOrder o{perm_of(perm_in), x, h0, c0};
+  if (!o.perm.empty()) {
+    o.x = permute_rows(x, o.perm, false);
+    o.h0 = permute_rows(h0, o.perm, false);
+    o.c0 = permute_rows(c0, o.perm, false);
+  }
+  return o;
+}
+
 // The layer node's forward: x (T, B, D) fp32 or bf16 (then every weight bf16); w_ih (G*H, D); w_hh (G*H, H); b_ih,
 // b_hh (G*H) or none; w_ph (3H | 2H) or none; batch_sizes (T) rows active per step (batch sorted longest first) or
 // none; h0, c0 (B, H) fp32; perm: the batch order of batch_sizes (perm[b]: the caller's row that sorted row b is),
@@ -150,12 +167,9 @@ variable_list layer_forward(const Tensor& x_in, const Tensor& w_ih, const Tensor
                             const c10::optional<Tensor>& batch_sizes, const Tensor& h0_in, const Tensor& c0_in,
                             bool coupled, LayerSaved& s, const c10::optional<Tensor>& perm_in) {
   FlushDenormals ftz;
-  // with lengths in no particular order: the rows taken into the sorted order here, the results put back at the end
-  const std::vector<int64_t> perm = perm_of(perm_in);
-  const bool reorder = !perm.empty();
-  const Tensor x = reorder ? permute_rows(x_in, perm, false) : x_in;
-  const Tensor h0 = reorder ? permute_rows(h0_in, perm, false) : h0_in;
-  const Tensor c0 = reorder ? permute_rows(c0_in, perm, false) : c0_in;
+  const LoopOrder ord = loop_order(x_in, h0_in, c0_in, perm_in);
+  const std::vector<int64_t>& perm = ord.perm;
+  const Tensor &x = ord.x, &h0 = ord.h0, &c0 = ord.c0;
   const int64_t T = x.size(0), B = x.size(1), D = x.size(2), H = c0.size(1);
   const bool low = x.scalar_type() == at::kBFloat16;
   const std::vector<int64_t> bs = rows_per_step(batch_sizes, T, B);  // lengths: batch sorted longest first
@@ -180,7 +194,7 @@ variable_list layer_forward(const Tensor& x_in, const Tensor& w_ih, const Tensor
   s.x_sizes = x.sizes().vec();
   s.bs = bs;
   s.perm = perm;
-  if (reorder)
+  if (!perm.empty())
     return {permute_rows(y, perm, true), permute_rows(std::get<1>(out), perm, true),
             permute_rows(std::get<2>(out), perm, true)};
   return {y, std::get<1>(out), std::get<2>(out)};
@@ -305,7 +319,7 @@ struct LstmLayer : public torch::autograd::Function<LstmLayer> {
 };
 
 // Layer-norm LSTM (csrc/ln_lstm.cpp's loop) as one node: G_x = LN_ih(X W_ih^T) with gain ln_ih_w and bias
-// ln_ih_b + b_ih + b_hh, the loop, and every gradient. Formulas: ops.ln_backward.
+// ln_ih_b + b_ih + b_hh, the loop, and every gradient. Formulas: formulas.ln_backward.
 struct LstmLnLayer : public torch::autograd::Function<LstmLnLayer> {
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& w_ih, const Tensor& ln_ih_w,
                                const Tensor& ln_ih_b, const c10::optional<Tensor>& b_ih,
@@ -407,11 +421,9 @@ std::vector<Tensor> lstm_layer_infer(const Tensor& x_in, const Tensor& w_ih, con
                                      const c10::optional<Tensor>& batch_sizes, const Tensor& h0_in,
                                      const Tensor& c0_in, bool coupled, const c10::optional<Tensor>& perm_in) {
   FlushDenormals ftz;
-  const std::vector<int64_t> perm = perm_of(perm_in);  // as in layer_forward
-  const bool reorder = !perm.empty();
-  const Tensor x = reorder ? permute_rows(x_in, perm, false) : x_in;
-  const Tensor h0 = reorder ? permute_rows(h0_in, perm, false) : h0_in;
-  const Tensor c0 = reorder ? permute_rows(c0_in, perm, false) : c0_in;
+  const LoopOrder ord = loop_order(x_in, h0_in, c0_in, perm_in);
+  const std::vector<int64_t>& perm = ord.perm;
+  const Tensor &x = ord.x, &h0 = ord.h0, &c0 = ord.c0;
   const int64_t T = x.size(0), B = x.size(1), D = x.size(2), H = c0.size(1);
   const Tensor w_ph = opt(w_ph_in), bias = bias_sum_f32(b_ih, b_hh);
   const Tensor w_ph32 = w_ph.defined() ? w_ph.to(at::kFloat).contiguous() : w_ph;
@@ -423,7 +435,7 @@ std::vector<Tensor> lstm_layer_infer(const Tensor& x_in, const Tensor& w_ih, con
   auto out = lstm_fwd_fused(src.gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
                             nullptr, nullptr, bs, coupled, false, b, false, &off, nullptr, src.input());
   std::vector<Tensor> res{pooled_as(std::get<0>(out), x.scalar_type()), std::get<1>(out), std::get<2>(out)};
-  if (reorder)
+  if (!perm.empty())
     for (Tensor& r : res) r = permute_rows(r, perm, true);
   return res;
 }
