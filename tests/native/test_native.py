@@ -205,6 +205,27 @@ def test_two_thread_team_matches_reference(kw, monkeypatch):
                   train=bool(kw.get("zoneout")))  # layer norm: batch split by balanced lengths
 
 
+@pytest.mark.parametrize("kw", [{"layer_norm": True}, {"layer_norm": True, "coupled": True, "peephole": True},
+                                {"layer_norm": True, "bias": False},
+                                {"layer_norm": True, "peephole": True, "zoneout": 0.2, "recurrent_dropout": 0.2}])
+@pytest.mark.parametrize("lengths", [None, torch.tensor([5])])
+def test_layer_norm_one_sequence_on_two_threads(kw, lengths, monkeypatch):
+    """One sequence through the layer-norm loops on two threads: each step's GEMM split by columns, both threads
+    running the row passes. Matches the reference, and equals the one-thread run bit for bit (the same arithmetic
+    on the same values, whichever thread's copy of the state is kept)."""
+    ref, nat = _pair(lnn.LSTM, 8, 40, **kw)  # G*H = 160: halves of 80 columns, H = 40: of 32 and 8
+    x, train = torch.randn(7, 1, 8), bool(kw.get("zoneout"))
+    _use_threads(2, monkeypatch)
+    _assert_match(ref, nat, x, lengths, train=train)
+    runs = []
+    for threads in ("2", "1"):
+        monkeypatch.setenv("LSTMKIT_THREADS", threads)
+        nat.zero_grad(set_to_none=True)  # fresh gradients per run (they would accumulate)
+        runs.append([t.clone() for t in _run(nat, x, lengths, train)])
+    for u, v in zip(*runs):
+        assert torch.equal(u, v)
+
+
 def test_gemm_paths_agree(monkeypatch):
     """A shape large enough for the ATen GEMM path gives the same result as the register-blocked kernel."""
     ref, nat = _pair(lnn.LSTM, 16, 96, proj_size=40)

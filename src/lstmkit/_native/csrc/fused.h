@@ -89,7 +89,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_ln_b
     const c10::optional<at::Tensor>& batch_sizes, const c10::optional<at::Tensor>& rd,
     const c10::optional<at::Tensor>& zo_h, const c10::optional<at::Tensor>& zo_c, bool coupled);
 
-// Row layer norm of the input projection and its backward with the gain and bias sums (ln_lstm.cpp; see there).
+// Row layer norm of the input projection and its backward with the gain and bias sums (ln_rows.cpp; see there).
 void ln_rows_fwd(int64_t R, int64_t N, const float* x, const float* w, const float* b, float* out, float* mean,
                  float* rstd);
 void ln_rows_bwd(int64_t R, int64_t N, const float* d, const float* x, const float* mean, const float* rstd,

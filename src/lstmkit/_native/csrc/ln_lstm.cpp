@@ -5,6 +5,7 @@
 // LN of c_t before the output tanh. Saved for backward: normalised gh (n_hh) and c (n_c) and their 1/std.
 #include "fused.h"
 #include "kernels.h"
+#include "ln_math.h"
 #include "team.h"
 
 #include <ATen/Parallel.h>
@@ -15,114 +16,148 @@
 namespace lstmkit {
 
 using at::Tensor;
-constexpr float kLnEps = 1e-5f;
 
-// mean and 1/std of v (n values), two passes (no cancellation in the variance)
-static inline void row_stats(const float* v, int64_t n, float* mean_out, float* rstd_out) {
-  float mean = 0.f;
-#pragma omp simd reduction(+ : mean)
-  for (int64_t k = 0; k < n; ++k) mean += v[k];
-  mean /= (float)n;
-  float var = 0.f;
-#pragma omp simd reduction(+ : var)
-  for (int64_t k = 0; k < n; ++k) { const float d = v[k] - mean; var += d * d; }
-  *mean_out = mean;
-  // in double: under -ffast-math GCC turns a float 1/sqrt into rsqrt plus one Newton step (a few ulp off), and
-  // a layer norm over few values with a small variance amplifies that into the gradients
-  *rstd_out = (float)(1.0 / std::sqrt((double)var / (double)n + (double)kLnEps));
-}
+namespace {
 
-// normalise v (n values) into out; returns 1/std
-static inline float normalise(const float* v, float* out, int64_t n) {
-  float mean, rstd;
-  row_stats(v, n, &mean, &rstd);
+// What every row of a layer-norm step shares: sizes, gains, biases, peepholes.
+struct LnStep {
+  int64_t H, GH;
+  bool coupled;
+  const float *lhw, *lhb, *lcw, *lcb;  // LN_hh gain and bias (G*H), LN_c gain and bias (H)
+  const float *p_i, *p_f, *p_o;        // peepholes (zeros when absent; coupled: no p_i)
+};
+
+// One row of a forward step. Reads gh = h_{t-1} W_hh^T (raw), the G_x row xg and the zoneout rows kc, kh (zeros
+// without zoneout); writes the saved values nh (LN_hh's normalised gh), g (activated gates), cn (new cell), nc
+// (LN_c's normalised cell) and their 1/std; updates the state c and h (H each) in place.
+inline void ln_fwd_row(const LnStep& s, const float* gh, const float* xg, const float* kc, const float* kh, float* nh,
+                       float* g, float* cnb, float* nc, float* r_hh, float* r_c, float* cb, float* hb) {
+  const int64_t H = s.H, GH = s.GH;
+  *r_hh = normalise(gh, nh, GH);
+  {
+    const float *w = s.lhw, *bb = s.lhb;
 #pragma omp simd
-  for (int64_t k = 0; k < n; ++k) out[k] = (v[k] - mean) * rstd;
-  return rstd;
-}
-
-// dx of y = n * w (+ b), n = (x - mean) * rstd, given dn = dy * w: rstd * (dn - mean(dn) - n * mean(dn * n))
-static inline void normalise_backward(const float* dn, const float* n, float rstd, float* dx, int64_t len) {
-  float s1 = 0.f, s2 = 0.f;
-#pragma omp simd reduction(+ : s1, s2)
-  for (int64_t k = 0; k < len; ++k) { s1 += dn[k]; s2 += dn[k] * n[k]; }
-  s1 /= (float)len;
-  s2 /= (float)len;
+    for (int64_t k = 0; k < GH; ++k) g[k] = xg[k] + w[k] * nh[k] + bb[k];  // pre-activations
+  }
+  const float *p_i = s.p_i, *p_f = s.p_f, *p_o = s.p_o;
+  if (s.coupled) {
+    float *fg = g, *gg_ = g + H;
 #pragma omp simd
-  for (int64_t k = 0; k < len; ++k) dx[k] = rstd * (dn[k] - s1 - n[k] * s2);
-}
-
-// LN_ih of the layer node (csrc/layer.cpp), over the T*B rows of the input projection at once, before the loop:
-// out = n * w + b with n = (x - mean) * rstd per row of x (R, N); rstd is saved for the backward, n is not (it is
-// recomputed there from x and the row means). ATen's layer_norm costs 2-3x more here: its out= form copies,
-// and its backward computes the gain sums in a second pass.
-void ln_rows_fwd(int64_t R, int64_t N, const float* x, const float* w, const float* b, float* out, float* mean,
-                 float* rstd) {
-  at::parallel_for(0, R, 16, [&](int64_t r0, int64_t r1) {
-    FlushDenormals ftz;
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* xr = x + r * N;
-      float* o = out + r * N;
-      row_stats(xr, N, mean + r, rstd + r);
-      const float m = mean[r], rs = rstd[r];
-#pragma omp simd
-      for (int64_t k = 0; k < N; ++k) o[k] = (xr[k] - m) * rs * w[k] + b[k];
+    for (int64_t j = 0; j < H; ++j) {
+      const float cprev = cb[j];
+      const float f = sigmoidf(fg[j] + p_f[j] * cprev);
+      const float gv = tanhf_(gg_[j]);
+      const float cnew = f * cprev + (1.f - f) * gv;
+      fg[j] = f; gg_[j] = gv;
+      cnb[j] = cnew;
+      cb[j] = kc[j] * cprev + (1.f - kc[j]) * cnew;
     }
-  });
-}
-
-// One pass over the gradient d (R, N) of a layer-norm output: column sums sum_r d (into db) and sum_r d * n2
-// (into dw2, when n2 is given: a gain whose normalised values were saved); and when x is given, the backward of
-// ln_rows_fwd: dx (R, N) and the gain sum sum_r d * n (into dw) with n recomputed from x, mean and rstd.
-// Column sums go through per-thread partials added in thread order, so results do not depend on timing.
-void ln_rows_bwd(int64_t R, int64_t N, const float* d, const float* x, const float* mean, const float* rstd,
-                 const float* w, float* dx, float* dw, float* db, const float* n2, float* dw2) {
-  const int nt = at::get_num_threads();
-  std::vector<float> parts((size_t)nt * 3 * N, 0.f);
-  at::parallel_for(0, R, 16, [&](int64_t r0, int64_t r1) {
-    FlushDenormals ftz;
-    const int tid = at::get_thread_num();  // 0 when run inline (inside another parallel region)
-    float* pw = parts.data() + (size_t)(tid < nt ? tid : 0) * 3 * N;
-    float *pb = pw + N, *pw2 = pw + 2 * N;
-    std::vector<float> nbuf(x ? N : 0), dn(x ? N : 0);
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* dr = d + r * N;
+  } else {
+    float *ai = g, *fg = g + H, *gg_ = g + 2 * H;
 #pragma omp simd
-      for (int64_t k = 0; k < N; ++k) pb[k] += dr[k];
-      if (n2) {
-        const float* nr = n2 + r * N;
-#pragma omp simd
-        for (int64_t k = 0; k < N; ++k) pw2[k] += dr[k] * nr[k];
-      }
-      if (!x) continue;
-      const float* xr = x + r * N;
-      const float m = mean[r], rs = rstd[r];
-      float* n = nbuf.data();
-#pragma omp simd
-      for (int64_t k = 0; k < N; ++k) {
-        n[k] = (xr[k] - m) * rs;
-        dn[k] = dr[k] * w[k];
-        pw[k] += dr[k] * n[k];
-      }
-      normalise_backward(dn.data(), n, rs, dx + r * N, N);
+    for (int64_t j = 0; j < H; ++j) {
+      const float cprev = cb[j];
+      const float f = sigmoidf(fg[j] + p_f[j] * cprev);
+      const float i = sigmoidf(ai[j] + p_i[j] * cprev);
+      const float gv = tanhf_(gg_[j]);
+      const float cnew = f * cprev + i * gv;
+      ai[j] = i; fg[j] = f; gg_[j] = gv;
+      cnb[j] = cnew;
+      cb[j] = kc[j] * cprev + (1.f - kc[j]) * cnew;
     }
-  });
-  for (int64_t k = 0; k < N; ++k) {
-    float sw = 0.f, sb = 0.f, sw2 = 0.f;
-    for (int i = 0; i < nt; ++i) {
-      const float* p = parts.data() + (size_t)i * 3 * N;
-      sw += p[k]; sb += p[N + k]; sw2 += p[2 * N + k];
-    }
-    if (dw) dw[k] = sw;
-    if (db) db[k] = sb;
-    if (dw2) dw2[k] = sw2;
+  }
+  float* og = g + (s.coupled ? 2 : 3) * H;
+  *r_c = normalise(cnb, nc, H);
+  const float *cw = s.lcw, *cbias = s.lcb;
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) {
+    const float o = sigmoidf(og[j] + p_o[j] * cnb[j]);
+    og[j] = o;
+    const float hn = o * tanhf_(cw[j] * nc[j] + cbias[j]);
+    hb[j] = kh[j] * hb[j] + (1.f - kh[j]) * hn;
   }
 }
+
+// One row of a backward step (the reverse of ln_fwd_row). Reads dy (the row's output gradient), the saved g, nc,
+// nh, their 1/std r_c and r_hh, c_{t-1} (cpb) and the zoneout rows; updates the carried dh and dc (H each) in place
+// (dh: only the zoneout part here; the step's GEMM adds dGh W_hh); writes da (dLoss/dgx, G*H), dcl (dLoss/dLN_c(c),
+// H) and dgh (dLoss/d(h W_hh^T), G*H). dn: scratch of G*H values, dcnl: of H.
+inline void ln_bwd_row(const LnStep& s, const float* dyr, const float* g, const float* nc, const float* nh,
+                       float r_c, float r_hh, const float* cpb, const float* kc, const float* kh, float* dhr,
+                       float* dcb, float* da, float* dclb, float* dgh, float* dn, float* dcnl) {
+  const int64_t H = s.H, GH = s.GH;
+  const bool coupled = s.coupled;
+  const float *cw = s.lcw, *cbias = s.lcb, *p_i = s.p_i, *p_f = s.p_f, *p_o = s.p_o;
+  const float* og = coupled ? g + 2 * H : g + 3 * H;
+  float* dao = coupled ? da + 2 * H : da + 3 * H;
+  float* dnc = dn;  // dLoss/dn_c, H values
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) {
+    const float d = dyr[j] + dhr[j];
+    const float dm = (1.f - kh[j]) * d;
+    dhr[j] = kh[j] * d;
+    const float o = og[j];
+    const float tl = tanhf_(cw[j] * nc[j] + cbias[j]);
+    dao[j] = dm * tl * o * (1.f - o);
+    dclb[j] = dm * o * (1.f - tl * tl);
+    dnc[j] = dclb[j] * cw[j];
+  }
+  normalise_backward(dnc, nc, r_c, dcnl, H);
+  // two loops rather than a branch on coupled inside one: GCC left that one scalar
+  if (coupled) {
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) {
+      const float cprev = cpb[j], dcarry = dcb[j];
+      const float dcn = dcnl[j] + dao[j] * p_o[j] + (1.f - kc[j]) * dcarry;
+      const float f = g[j], gv = g[H + j];
+      const float af = dcn * (cprev - gv) * f * (1.f - f);
+      da[j] = af;
+      da[H + j] = dcn * (1.f - f) * (1.f - gv * gv);
+      dcb[j] = kc[j] * dcarry + dcn * f + af * p_f[j];
+    }
+  } else {
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) {
+      const float cprev = cpb[j], dcarry = dcb[j];
+      const float dcn = dcnl[j] + dao[j] * p_o[j] + (1.f - kc[j]) * dcarry;
+      const float i = g[j], f = g[H + j], gv = g[2 * H + j];
+      const float ai = dcn * gv * i * (1.f - i), af = dcn * cprev * f * (1.f - f);
+      da[j] = ai; da[H + j] = af;
+      da[2 * H + j] = dcn * i * (1.f - gv * gv);
+      dcb[j] = kc[j] * dcarry + dcn * f + ai * p_i[j] + af * p_f[j];
+    }
+  }
+  // through LN_hh: dgh = LN backward of (dA * gain)
+  const float* w = s.lhw;
+#pragma omp simd
+  for (int64_t k = 0; k < GH; ++k) dn[k] = da[k] * w[k];
+  normalise_backward(dn, nh, r_hh, dgh, GH);
+}
+
+// The column half [n0, n1) of a G*H- or H-wide GEMM output that thread tid computes in the split-column mode
+// (n0 a multiple of 16, as gemm_packed_cols needs).
+inline void col_half(int tid, int64_t N, int64_t* n0, int64_t* n1) {
+  const int64_t mid = std::min<int64_t>(N, (N / 2 + 15) / 16 * 16);
+  *n0 = tid == 0 ? 0 : mid;
+  *n1 = tid == 0 ? mid : N;
+}
+
+}  // namespace
 
 // Returns y, h_T, c_T, gates (activated), cn (new cell, pre-zoneout), cs (carried cell with zoneout, else
 // empty), n_hh (T,B,G*H), rstd_hh (T,B), n_c (T,B,H), rstd_c (T,B). h0_before_y: y is a view one step into a
 // buffer that starts with a copy of h0, so that H_prev = [h0; y_0 .. y_{T-2}] is one matrix (as in
 // lstm_fwd_fused; the layer node's dW_hh is then one GEMM).
+//
+// Two threads share the loop in one of two ways. With enough rows they split the batch (split_rows, team.h):
+// rows are independent, so each runs the whole loop on its rows with no barrier. For one sequence
+// (ln_split_cols, team.h) each step's GEMM is split by columns instead, and both threads then run the whole step's row
+// passes on the full product: a layer norm needs all of a row, so splitting the units too would need two more
+// barriers per step (one per layer norm), while repeating the row passes costs less than one. Each thread keeps
+// its own copy of h and c (bit-identical: same arithmetic on the same values), so the next step's GEMM reads its
+// own h and one barrier per step suffices; gh is double-buffered by step parity, so a thread writing step t+1's
+// product never overwrites what its partner still reads of step t. Thread 0 writes the saved tensors, thread 1
+// a scratch row.
 LnFwd lstm_ln_fwd_impl(const Tensor& gx_in, const Tensor& h0, const Tensor& c0, const Tensor& w_hh_in,
                        const Tensor& ln_hh_w, const Tensor& ln_hh_b, const Tensor& ln_c_w, const Tensor& ln_c_b,
                        const c10::optional<Tensor>& w_ph_in, const c10::optional<Tensor>& batch_sizes,
@@ -134,9 +169,12 @@ LnFwd lstm_ln_fwd_impl(const Tensor& gx_in, const Tensor& h0, const Tensor& c0, 
   auto opts = gx.options();
   // W_hh^T (H, GH) as contiguous 16-column panels: each thread streams them in order, 6 rows at a time
   const Tensor w_pk = pack_cols16(w_hh_in.t());
+  const float* w_pk_p = w_pk.data_ptr<float>();
   const LstmOptions o(H, coupled, w_ph_in, rd_in, zo_h_in, zo_c_in);
-  const float *p_i = o.p_i, *p_f = o.p_f, *p_o = o.p_o, *rdp = o.rdp, *zhp = o.zhp, *zcp = o.zcp, *zero = o.zero;
+  const float *rdp = o.rdp, *zhp = o.zhp, *zcp = o.zcp, *zero = o.zero;
   const Tensor lhw = ln_hh_w.contiguous(), lhb = ln_hh_b.contiguous(), lcw = ln_c_w.contiguous(), lcb = ln_c_b.contiguous();
+  const LnStep st{H, GH, coupled, lhw.data_ptr<float>(), lhb.data_ptr<float>(), lcw.data_ptr<float>(),
+                  lcb.data_ptr<float>(), o.p_i, o.p_f, o.p_o};
   Tensor y = loop_output(h0, T, h0_before_y), gates = pool_empty({T, B, GH}, opts), cn = pool_empty({T, B, H}, opts);
   Tensor cs = zcp ? pool_empty({T, B, H}, opts) : at::empty({0}, opts);
   // rows past their length are never written: zero-fill only when there are such rows
@@ -146,93 +184,81 @@ LnFwd lstm_ln_fwd_impl(const Tensor& gx_in, const Tensor& h0, const Tensor& c0, 
   Tensor n_hh = alloc({T, B, GH}), r_hh = alloc({T, B});
   Tensor n_c = alloc({T, B, H}), r_c = alloc({T, B});
   Tensor h = h0.contiguous().clone(), c = c0.contiguous().clone();
-  float *hp = h.data_ptr<float>(), *cp = c.data_ptr<float>();
   // raw pointers once (data_ptr<float>() checks the dtype on every call)
   float* n_hh_p = n_hh.data_ptr<float>();
   float* r_hh_p = r_hh.data_ptr<float>();
   float* n_c_p = n_c.data_ptr<float>();
   float* r_c_p = r_c.data_ptr<float>();
   float* gates_p = gates.data_ptr<float>();
-  float* gx_p = gx.data_ptr<float>();
-  float* lhw_p = lhw.data_ptr<float>();
-  float* lhb_p = lhb.data_ptr<float>();
+  const float* gx_p = gx.data_ptr<float>();
   float* cn_p = cn.data_ptr<float>();
-  float* lcw_p = lcw.data_ptr<float>();
-  float* lcb_p = lcb.data_ptr<float>();
   float* cs_p = cs.data_ptr<float>();
   float* y_p = y.data_ptr<float>();
+  // after step t's rows [b0, be): y, the carried cell, and the saved values of the finished rows [be, b1)
+  auto finish_step = [&](int64_t t, int64_t b0, int64_t be, int64_t b1, const float* hp, const float* cp) {
+    if (zcp) std::memcpy(cs_p + (t * B + b0) * H, cp + b0 * H, sizeof(float) * (b1 - b0) * H);
+    float* y_t = y_p + t * B * H;
+    std::memcpy(y_t + b0 * H, hp + b0 * H, sizeof(float) * (be - b0) * H);
+    if (be < b1) {
+      std::memset(y_t + be * H, 0, sizeof(float) * (b1 - be) * H);
+      std::memset(gates_p + (t * B + be) * GH, 0, sizeof(float) * (b1 - be) * GH);
+      std::memcpy(cn_p + (t * B + be) * H, cp + be * H, sizeof(float) * (b1 - be) * H);
+    }
+  };
+  auto saved_row = [&](int64_t row, const float* gh, float* cb, float* hb) {
+    ln_fwd_row(st, gh, gx_p + row * GH, zcp ? zcp + row * H : zero, zhp ? zhp + row * H : zero,
+               n_hh_p + row * GH, gates_p + row * GH, cn_p + row * H, n_c_p + row * H, r_hh_p + row, r_c_p + row,
+               cb, hb);
+  };
+  if (ln_split_cols(B, GH, H)) {
+    Tensor gh2 = at::empty({2, B, GH}, opts);  // the step's product, by step parity
+    // thread 1's own h and c and a scratch row for the values thread 0 saves; each thread's masked h
+    Tensor own = at::cat({h.view(-1), c.view(-1)}), scratch = at::empty({2 * GH + 2 * H + 2}, opts);
+    Tensor hms = at::empty({2, B, H}, opts);
+    float* gh2_p = gh2.data_ptr<float>();
+    Barrier2 bar;
+    std::function<void(int)> job = [&](int tid) {
+      FlushDenormals ftz_t;
+      float* hp = tid ? own.data_ptr<float>() : h.data_ptr<float>();
+      float* cp = tid ? hp + B * H : c.data_ptr<float>();
+      float* hm = hms.data_ptr<float>() + tid * B * H;
+      float* sc = scratch.data_ptr<float>();
+      int64_t n0, n1;
+      col_half(tid, GH, &n0, &n1);
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t be = bs[t];
+        float* gh = gh2_p + (t & 1) * B * GH;
+        const float* hin = dropped_state(hp, rdp, hm, be * H);
+        if (n1 > n0) gemm_packed_cols(be, H, hin, H, w_pk_p, gh, GH, n0, n1, /*accumulate=*/false);
+        bar.wait();
+        for (int64_t b = 0; b < be; ++b) {
+          const int64_t row = t * B + b;
+          if (tid == 0) {
+            saved_row(row, gh + b * GH, cp + b * H, hp + b * H);
+          } else {
+            ln_fwd_row(st, gh + b * GH, gx_p + row * GH, zcp ? zcp + row * H : zero, zhp ? zhp + row * H : zero, sc,
+                       sc + GH, sc + 2 * GH, sc + 2 * GH + H, sc + 2 * GH + 2 * H, sc + 2 * GH + 2 * H + 1,
+                       cp + b * H, hp + b * H);
+          }
+        }
+        if (tid == 0) finish_step(t, 0, be, B, hp, cp);
+      }
+    };
+    if (Team2::run(job)) return {y, h, c, gates, cn, cs, n_hh, r_hh, n_c, r_c};
+  }
+  float *hp = h.data_ptr<float>(), *cp = c.data_ptr<float>();
   // rows [b0, b1) through the whole time loop (rows are independent: the batch can be split between threads)
   auto body = [&](int64_t b0, int64_t b1, bool /*split*/) {
-    FlushDenormals ftz;
+    FlushDenormals ftz_t;
     Tensor gh = at::empty({B, GH}, opts), hm = at::empty({B, H}, opts);
     float* gh_p = gh.data_ptr<float>();
     float* hm_p = hm.data_ptr<float>();
     for (int64_t t = 0; t < T; ++t) {
       const int64_t be = std::max(b0, std::min(b1, bs[t])), nb = be - b0;  // active rows [b0, be)
-      float* ghp = gh_p + b0 * GH;
-      const float* hin = hp + b0 * H;
-      hin = dropped_state(hin, rdp ? rdp + b0 * H : nullptr, hm_p + b0 * H, nb * H);
-      gemm_packed_cols(nb, H, hin, H, w_pk.data_ptr<float>(), ghp, GH, 0, GH, /*accumulate=*/false);
-      for (int64_t b = b0; b < be; ++b) {
-        const int64_t row = t * B + b;
-        float* nh = n_hh_p + row * GH;
-        r_hh_p[row] = normalise(gh_p + b * GH, nh, GH);
-        float* g = gates_p + row * GH;
-        const float* xg = gx_p + row * GH;
-        const float *w = lhw_p, *bb = lhb_p;
-#pragma omp simd
-        for (int64_t k = 0; k < GH; ++k) g[k] = xg[k] + w[k] * nh[k] + bb[k];  // pre-activations
-        float* cb = cp + b * H;
-        float* cnb = cn_p + row * H;
-        const float* kc = zcp ? zcp + row * H : zero;
-        if (coupled) {
-          float *fg = g, *gg_ = g + H;
-#pragma omp simd
-          for (int64_t j = 0; j < H; ++j) {
-            const float cprev = cb[j];
-            const float f = sigmoidf(fg[j] + p_f[j] * cprev);
-            const float gv = tanhf_(gg_[j]);
-            const float cnew = f * cprev + (1.f - f) * gv;
-            fg[j] = f; gg_[j] = gv;
-            cnb[j] = cnew;
-            cb[j] = kc[j] * cprev + (1.f - kc[j]) * cnew;
-          }
-        } else {
-          float *ai = g, *fg = g + H, *gg_ = g + 2 * H;
-#pragma omp simd
-          for (int64_t j = 0; j < H; ++j) {
-            const float cprev = cb[j];
-            const float f = sigmoidf(fg[j] + p_f[j] * cprev);
-            const float i = sigmoidf(ai[j] + p_i[j] * cprev);
-            const float gv = tanhf_(gg_[j]);
-            const float cnew = f * cprev + i * gv;
-            ai[j] = i; fg[j] = f; gg_[j] = gv;
-            cnb[j] = cnew;
-            cb[j] = kc[j] * cprev + (1.f - kc[j]) * cnew;
-          }
-        }
-        float* og = g + (coupled ? 2 : 3) * H;
-        float* nc = n_c_p + row * H;
-        r_c_p[row] = normalise(cnb, nc, H);
-        const float *cw = lcw_p, *cbias = lcb_p;
-        const float* kh = zhp ? zhp + row * H : zero;
-        float* hb = hp + b * H;
-#pragma omp simd
-        for (int64_t j = 0; j < H; ++j) {
-          const float o = sigmoidf(og[j] + p_o[j] * cnb[j]);
-          og[j] = o;
-          const float hn = o * tanhf_(cw[j] * nc[j] + cbias[j]);
-          hb[j] = kh[j] * hb[j] + (1.f - kh[j]) * hn;
-        }
-      }
-      if (zcp) std::memcpy(cs_p + (t * B + b0) * H, cp + b0 * H, sizeof(float) * (b1 - b0) * H);
-      float* y_t = y_p + t * B * H;
-      std::memcpy(y_t + b0 * H, hp + b0 * H, sizeof(float) * nb * H);
-      if (be < b1) {
-        std::memset(y_t + be * H, 0, sizeof(float) * (b1 - be) * H);
-        std::memset(gates_p + (t * B + be) * GH, 0, sizeof(float) * (b1 - be) * GH);
-        std::memcpy(cn_p + (t * B + be) * H, cp + be * H, sizeof(float) * (b1 - be) * H);
-      }
+      const float* hin = dropped_state(hp + b0 * H, rdp ? rdp + b0 * H : nullptr, hm_p + b0 * H, nb * H);
+      gemm_packed_cols(nb, H, hin, H, w_pk_p, gh_p + b0 * GH, GH, 0, GH, /*accumulate=*/false);
+      for (int64_t b = b0; b < be; ++b) saved_row(t * B + b, gh_p + b * GH, cp + b * H, hp + b * H);
+      finish_step(t, b0, be, b1, hp, cp);
     }
   };
   split_rows(bs, B, GH * H, body);
@@ -249,7 +275,10 @@ LnFwd lstm_ln_fwd(const Tensor& gx, const Tensor& h0, const Tensor& c0, const Te
 }
 
 // Returns dA (T,B,G*H) = dLoss/dgx, dGh (T,B,G*H) = dLoss/d(h W_hh^T) (before LN), dh0, dc0, and
-// dcl (T,B,H) = dLoss/dLN_c(c_t) for the LN_c gain and bias gradients.
+// dcl (T,B,H) = dLoss/dLN_c(c_t) for the LN_c gain and bias gradients. The two threads share the loop as in the
+// forward: by rows, or (one sequence) each step's GEMM dh_{t-1} += dGh_t W_hh by its H output columns, with both
+// threads running the row passes on the whole batch, each carrying its own dh and dc; the GEMM's halves meet in a
+// buffer double-buffered by step parity, one barrier per step.
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor& dy_in, const Tensor& dhT, const Tensor& dcT, const Tensor& gates,
                                 const Tensor& cn, const Tensor& cs, const Tensor& c0, const Tensor& w_hh_in,
                                 const Tensor& n_hh, const Tensor& r_hh, const Tensor& n_c, const Tensor& r_c,
@@ -262,103 +291,96 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor& dy_
   const int64_t T = gates.size(0), B = gates.size(1), GH = gates.size(2), H = cn.size(2);
   auto opts = gates.options();
   const Tensor w_pk = pack_cols16(w_hh_in);  // W_hh (GH, H) as K x N panels for dh = dGh W_hh
+  const float* w_pk_p = w_pk.data_ptr<float>();
   const LstmOptions o(H, coupled, w_ph_in, rd_in, zo_h_in, zo_c_in);
-  const float *p_i = o.p_i, *p_f = o.p_f, *p_o = o.p_o, *rdp = o.rdp, *zhp = o.zhp, *zcp = o.zcp, *zero = o.zero;
+  const float *rdp = o.rdp, *zhp = o.zhp, *zcp = o.zcp, *zero = o.zero;
   const Tensor lhw = ln_hh_w.contiguous(), lcw = ln_c_w.contiguous(), lcb = ln_c_b.contiguous(), c0c = c0.contiguous();
+  const LnStep st{H, GH, coupled, lhw.data_ptr<float>(), nullptr, lcw.data_ptr<float>(), lcb.data_ptr<float>(),
+                  o.p_i, o.p_f, o.p_o};
   const float* csp = zcp ? cs.data_ptr<float>() : cn.data_ptr<float>();
   const auto bs = rows_per_step(batch_sizes, T, B);
   const bool full = bs.empty() || bs.back() == B;  // rows past their length are not written: zero them
   auto alloc = [&](at::IntArrayRef size) { return full ? pool_empty(size, opts) : at::zeros(size, opts); };
   Tensor dA = alloc({T, B, GH}), dGh = alloc({T, B, GH}), dcl = alloc({T, B, H});
   Tensor dh = dhT.contiguous().clone(), dc = dcT.contiguous().clone();
-  float *dhp = dh.data_ptr<float>(), *dcp = dc.data_ptr<float>();
   // raw pointers once (data_ptr<float>() checks the dtype on every call)
-  float* gates_p = gates.data_ptr<float>();
+  const float* gates_p = gates.data_ptr<float>();
   float* dA_p = dA.data_ptr<float>();
-  float* n_c_p = n_c.data_ptr<float>();
+  const float* n_c_p = n_c.data_ptr<float>();
   float* dcl_p = dcl.data_ptr<float>();
-  float* lcw_p = lcw.data_ptr<float>();
-  float* lcb_p = lcb.data_ptr<float>();
-  float* dy_p = dy.data_ptr<float>();
-  float* r_c_p = r_c.data_ptr<float>();
-  float* lhw_p = lhw.data_ptr<float>();
-  float* n_hh_p = n_hh.data_ptr<float>();
-  float* r_hh_p = r_hh.data_ptr<float>();
+  const float* dy_p = dy.data_ptr<float>();
+  const float* r_c_p = r_c.data_ptr<float>();
+  const float* n_hh_p = n_hh.data_ptr<float>();
+  const float* r_hh_p = r_hh.data_ptr<float>();
   float* dGh_p = dGh.data_ptr<float>();
-  float* c0c_p = c0c.data_ptr<float>();
+  const float* c0c_p = c0c.data_ptr<float>();
+  // row b of step t: into the saved dA, dcl, dGh, or (out given: the split mode's thread 1) into a scratch row
+  auto row_pass = [&](int64_t t, int64_t b, float* dhp, float* dcp, float* dn, float* dcnl, float* out) {
+    const int64_t row = t * B + b;
+    const float* cprev = (t > 0 ? csp + (t - 1) * B * H : c0c_p) + b * H;
+    ln_bwd_row(st, dy_p + row * H, gates_p + row * GH, n_c_p + row * H, n_hh_p + row * GH, r_c_p[row], r_hh_p[row],
+               cprev, zcp ? zcp + row * H : zero, zhp ? zhp + row * H : zero, dhp + b * H, dcp + b * H,
+               out ? out : dA_p + row * GH, out ? out + GH : dcl_p + row * H, out ? out + GH + H : dGh_p + row * GH,
+               dn, dcnl);
+  };
+  if (ln_split_cols(B, GH, H)) {
+    const int64_t ld1 = 2 * GH + H;  // thread 1's row of da, dcl, dgh
+    Tensor dh2 = at::empty({2, B, H}, opts);  // dh_{t-1} by step parity, each thread writing its columns
+    // thread 1's dh and dc and its rows' outputs; each thread's product before the mask and its scratch
+    Tensor own = at::cat({dh.view(-1), dc.view(-1)}), out1 = at::empty({B, ld1}, opts);
+    Tensor rec = at::empty({2, B, H}, opts), scratch = at::empty({2, GH + H}, opts);
+    float* dh2_p = dh2.data_ptr<float>();
+    Barrier2 bar;
+    std::function<void(int)> job = [&](int tid) {
+      FlushDenormals ftz_t;
+      float* dhp = tid ? own.data_ptr<float>() : dh.data_ptr<float>();
+      float* dcp = tid ? dhp + B * H : dc.data_ptr<float>();
+      float* rp = rec.data_ptr<float>() + tid * B * H;
+      float* dn = scratch.data_ptr<float>() + tid * (GH + H);
+      float* o1 = out1.data_ptr<float>();
+      int64_t n0, n1;
+      col_half(tid, H, &n0, &n1);
+      for (int64_t t = T - 1; t >= 0; --t) {
+        const int64_t be = bs[t];
+        if (be == 0) continue;  // no active row: nothing changes (both threads skip the same steps)
+        for (int64_t b = 0; b < be; ++b) row_pass(t, b, dhp, dcp, dn, dn + GH, tid ? o1 + b * ld1 : nullptr);
+        // this thread's columns of dh_{t-1} = dh (the zoneout part) + (dGh_t W_hh) (* mask), active rows
+        const float* dgh = tid ? o1 + GH + H : dGh_p + t * B * GH;
+        const int64_t ldg = tid ? ld1 : GH;
+        float* nxt = dh2_p + (t & 1) * B * H;
+        if (n1 > n0) {
+          if (rdp) {
+            gemm_packed_cols(be, GH, dgh, ldg, w_pk_p, rp, H, n0, n1, /*accumulate=*/false);
+            for (int64_t b = 0; b < be; ++b)
+              for (int64_t j = n0; j < n1; ++j) nxt[b * H + j] = dhp[b * H + j] + rp[b * H + j] * rdp[b * H + j];
+          } else {
+            for (int64_t b = 0; b < be; ++b) std::memcpy(nxt + b * H + n0, dhp + b * H + n0, sizeof(float) * (n1 - n0));
+            gemm_packed_cols(be, GH, dgh, ldg, w_pk_p, nxt, H, n0, n1);
+          }
+        }
+        bar.wait();
+        std::memcpy(dhp, nxt, sizeof(float) * be * H);
+      }
+    };
+    if (Team2::run(job)) return {dA, dGh, dh, dc, dcl};
+  }
+  float *dhp = dh.data_ptr<float>(), *dcp = dc.data_ptr<float>();
   auto body = [&](int64_t b0, int64_t b1, bool /*split*/) {
-    FlushDenormals ftz;
+    FlushDenormals ftz_t;
     // rec: dGh W_hh before the recurrent-dropout mask (without a mask the GEMM adds into dh itself)
     Tensor rec = rdp ? at::empty({B, H}, opts) : Tensor(), dn = at::empty({GH}, opts), dcn_ln = at::empty({H}, opts);
     float* rec_p = rdp ? rec.data_ptr<float>() : nullptr;
-    float* dn_p = dn.data_ptr<float>();
-    float* dcn_ln_p = dcn_ln.data_ptr<float>();
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t be = std::max(b0, std::min(b1, bs[t])), nb = be - b0;
-      const float* cprev_t = t > 0 ? csp + (t - 1) * B * H : c0c_p;
-      for (int64_t b = b0; b < be; ++b) {
-        const int64_t row = t * B + b;
-        const float* g = gates_p + row * GH;
-        float* da = dA_p + row * GH;
-        const float* nc = n_c_p + row * H;
-        const float* cpb = cprev_t + b * H;
-        const float* kh = zhp ? zhp + row * H : zero;
-        const float* kc = zcp ? zcp + row * H : zero;
-        float* dclb = dcl_p + row * H;
-        const float *cw = lcw_p, *cbias = lcb_p;
-        const float* og = coupled ? g + 2 * H : g + 3 * H;
-        float* dao = coupled ? da + 2 * H : da + 3 * H;
-        float* dnc = dn_p;  // reuse: dLoss/dn_c, H values
-        const float* dyr = dy_p + row * H;
-        float* dhr = dhp + b * H;
-#pragma omp simd
-        for (int64_t j = 0; j < H; ++j) {
-          const float d = dyr[j] + dhr[j];
-          const float dm = (1.f - kh[j]) * d;
-          dhr[j] = kh[j] * d;
-          const float o = og[j];
-          const float tl = tanhf_(cw[j] * nc[j] + cbias[j]);
-          dao[j] = dm * tl * o * (1.f - o);
-          dclb[j] = dm * o * (1.f - tl * tl);
-          dnc[j] = dclb[j] * cw[j];
-        }
-        float* dcnl = dcn_ln_p;
-        normalise_backward(dnc, nc, r_c_p[row], dcnl, H);
-        float* dcb = dcp + b * H;
-#pragma omp simd
-        for (int64_t j = 0; j < H; ++j) {
-          const float cprev = cpb[j], dcarry = dcb[j];
-          const float dcn = dcnl[j] + dao[j] * p_o[j] + (1.f - kc[j]) * dcarry;
-          if (coupled) {
-            const float f = g[j], gv = g[H + j];
-            const float af = dcn * (cprev - gv) * f * (1.f - f);
-            da[j] = af;
-            da[H + j] = dcn * (1.f - f) * (1.f - gv * gv);
-            dcb[j] = kc[j] * dcarry + dcn * f + af * p_f[j];
-          } else {
-            const float i = g[j], f = g[H + j], gv = g[2 * H + j];
-            const float ai = dcn * gv * i * (1.f - i), af = dcn * cprev * f * (1.f - f);
-            da[j] = ai; da[H + j] = af;
-            da[2 * H + j] = dcn * i * (1.f - gv * gv);
-            dcb[j] = kc[j] * dcarry + dcn * f + ai * p_i[j] + af * p_f[j];
-          }
-        }
-        // through LN_hh: dGh = LN backward of (dA * gain)
-        float* dnh = dn_p;  // now G*H values
-        const float* w = lhw_p;
-#pragma omp simd
-        for (int64_t k = 0; k < GH; ++k) dnh[k] = da[k] * w[k];
-        normalise_backward(dnh, n_hh_p + row * GH, r_hh_p[row],
-                           dGh_p + row * GH, GH);
-      }
+      for (int64_t b = b0; b < be; ++b) row_pass(t, b, dhp, dcp, dn.data_ptr<float>(), dcn_ln.data_ptr<float>(), nullptr);
       const float* dgh = dGh_p + (t * B + b0) * GH;
       float* dhb = dhp + b0 * H;
       if (rdp) {  // dh_{t-1} += (dGh W_hh) * mask
         float* rp = rec_p + b0 * H;
-        gemm_packed_cols(nb, GH, dgh, GH, w_pk.data_ptr<float>(), rp, H, 0, H, /*accumulate=*/false);
+        gemm_packed_cols(nb, GH, dgh, GH, w_pk_p, rp, H, 0, H, /*accumulate=*/false);
         for (int64_t k = 0; k < nb * H; ++k) dhb[k] += rp[k] * rdp[b0 * H + k];
       } else {  // dh_{t-1} += dGh W_hh, accumulated by the GEMM itself
-        gemm_packed_cols(nb, GH, dgh, GH, w_pk.data_ptr<float>(), dhb, H, 0, H);
+        gemm_packed_cols(nb, GH, dgh, GH, w_pk_p, dhb, H, 0, H);
       }
     }
   };

@@ -148,6 +148,17 @@ void split_rows(const std::vector<int64_t>& bs, int64_t B, int64_t macs_per_row_
   if (!Team2::run(job)) body((int64_t)0, B, false);
 }
 
+// Whether the layer-norm loops (ln_lstm.cpp) split each step's GEMM by columns between the two threads, both
+// running the row passes: for one sequence (B = 1), whose batch cannot be split, when the step's GH x K GEMM pays
+// for a barrier, as use_two_threads decides for the fused loop. (With two or more rows the row split measured
+// faster: 1.2-1.4x at B = 4-16, H = 128-256; level at B = 2.)
+inline bool ln_split_cols(int64_t B, int64_t GH, int64_t K) {
+  const int forced = forced_threads();
+  if (B != 1 || !team_allowed(forced)) return false;
+  if (forced >= 2) return true;
+  return GH * K >= 12288 && team_pays(GH * K);
+}
+
 // The two-thread split of a GEMM over all T*B rows (gemm.h, gemm_tn.h): body(tid, m0, m1, bar) on the rows
 // [0, M), halved at a whole 6-row register block, when the product's ``macs`` multiply-adds pay for the team's
 // start-up (2^21 and up); else body(0, 0, M, nullptr) on the calling thread. ``bar`` lets the halves meet once
