@@ -456,31 +456,35 @@ def test_bfloat16_inference_entry_accuracy(kw):
 
 
 @pytest.mark.parametrize("train", [False, True])
-@pytest.mark.parametrize("kw", [{}, {"peephole": True, "coupled": True}])
-def test_unsorted_lengths_equal_the_presorted_batch_exactly(kw, train):
-    """The layer node takes an unsorted batch into its longest-first order itself (and its results and gradients
-    back): the same numbers, bit for bit, as feeding it the batch already in that order."""
+@pytest.mark.parametrize("cls,kw", [(lnn.LSTM, {}), (lnn.LSTM, {"peephole": True, "coupled": True}), (lnn.GRU, {})])
+def test_unsorted_lengths_equal_the_presorted_batch_exactly(cls, kw, train):
+    """The LSTM and GRU layer nodes take an unsorted batch into its longest-first order themselves (and their
+    results and gradients back): the same numbers, bit for bit, as feeding them the batch already in that order."""
     torch.manual_seed(11)
-    m = lnn.LSTM(6, 40, batch_first=True, backend="native", **kw)
+    m = cls(6, 40, batch_first=True, backend="native", **kw)
     x = torch.randn(9, 8, 6)
     lengths = torch.tensor([3, 8, 1, 5, 8, 2, 7, 4, 6])
     order = torch.sort(lengths, descending=True, stable=True).indices
     w0 = torch.linspace(-1, 1, 9 * 8 * 40).view(9, 8, 40)  # loss weights, following each sequence
+    h_init = torch.randn(1, 9, 40)  # an initial state too: the node gathers it, and scatters its gradient back
     res = []
-    for xx, ll, w in ((x, lengths, w0), (x[order], lengths[order], w0[order])):
-        xx = xx.clone().requires_grad_(train)
+    for xx, ll, w, h0 in ((x, lengths, w0, h_init), (x[order], lengths[order], w0[order], h_init[:, order])):
+        xx, h0 = xx.clone().requires_grad_(train), h0.clone().requires_grad_(train)
+        hx = (h0, torch.zeros_like(h0)) if cls is lnn.LSTM else h0
         with torch.set_grad_enabled(train):
-            y, (h, c) = m(xx, lengths=ll)
-            out = [y.detach(), h.detach(), c.detach()]
+            y, st = m(xx, hx, lengths=ll)
+            states = list(st) if isinstance(st, tuple) else [st]
+            out = [y.detach()] + [t.detach() for t in states]
             if train:
                 m.zero_grad(set_to_none=True)
-                ((y * w).sum() + (h * h).sum() + c.sum()).backward()
-                out += [xx.grad] + [p.grad.clone() for p in m.parameters()]
+                ((y * w).sum() + sum((t * t).sum() for t in states)).backward()
+                out += [xx.grad, h0.grad] + [p.grad.clone() for p in m.parameters()]
         res.append(out)
     unsorted, presorted = res
+    n_states = len(res[0]) - (2 + len(list(m.parameters())) if train else 0) - 1
     for i, (u, p) in enumerate(zip(unsorted, presorted)):
-        if i == 0 or i == 3:  # y and dx: batch dim 0
+        if i == 0 or i == 1 + n_states:  # y and dx: batch dim 0
             u = u[order]
-        elif i in (1, 2):  # h_n, c_n: (1, B, H)
+        elif 1 <= i <= n_states or i == 2 + n_states:  # h_n, c_n and dh0: (1, B, H)
             u = u[:, order]
         torch.testing.assert_close(u, p, atol=0, rtol=0)

@@ -207,12 +207,14 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
     """Native twin of ``lstmkit.nn._engine.reference_run_direction`` (same arguments, same results)."""
     T = x.size(0)
     perm = inv = batch_sizes = None
-    # the LSTM layer node (below) takes the batch into its sorted order itself: no index_select (and its backward)
+    # the LSTM and GRU layer nodes (below) take the batch into its sorted order themselves: no index_select (and
+    # its backward) here
     node = (spec.mode == "lstm" and not spec.layer_norm and w.w_hr is None and rd_mask is None and zo_h is None
             and zo_c is None)
+    gru_node = spec.mode == "gru" and rd_mask is None and _all_f32(x, *w)
     if lengths is not None:
         perm, inv, batch_sizes = _sort_by_length(lengths, T)
-        if perm is not None and not node:
+        if perm is not None and not (node or gru_node):
             x, zo_h, zo_c = _reorder(perm, 1, x, zo_h, zo_c)
             h0, c0, rd_mask = _reorder(perm, 0, h0, c0, rd_mask)
     # inference (nothing needs a gradient): call the kernels directly, without dispatcher or autograd wrapper
@@ -249,12 +251,13 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
         # bf16: W_hh goes in as bf16 (the fused loop's per-step GEMMs are bf16 dot products, fp32 accumulation)
         y, h, c, *_ = kern.lstm_fwd(gx, h0, c0, w.w_hh, f32(w.w_hr), f32(w.w_ph), batch_sizes,
                                                  rd_mask, zo_h, zo_c, spec.coupled)
-    elif spec.mode == "gru" and rd_mask is None and _all_f32(x, *w):
+    elif gru_node:
         # fp32 without recurrent dropout: projection, loop and (in training) the whole backward in one C++ call and
-        # one autograd node (csrc/gru_layer.cpp)
+        # one autograd node (csrc/gru_layer.cpp), which sorts the batch (perm) as the LSTM node does
         y, h = (_C.gru_layer if needs_grad else _C.gru_layer_infer)(x, w.w_ih, w.w_hh, w.b_ih, w.b_hh, batch_sizes,
-                                                                     h0)
+                                                                     h0, perm)
         c = None
+        perm = inv = None
     elif spec.mode == "gru":
         gx = f32(_project(x, w.w_ih, w.b_ih))  # (T, B, 3H)
         y, h, *_ = kern.gru_fwd(gx, h0, f32(w.w_hh), f32(w.b_hh), batch_sizes, rd_mask, zo_h)

@@ -50,9 +50,9 @@ std::vector<Tensor> lstm_bilayer_infer(const Tensor&, const Tensor&, const Tenso
                                        const OT&, const OT&, const Tensor&, const Tensor&, const Tensor&,
                                        const Tensor&, bool);
 std::vector<Tensor> gru_layer(const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&, const OT&,
-                              const Tensor&);
+                              const Tensor&, const OT&);
 std::vector<Tensor> gru_layer_infer(const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&, const OT&,
-                                    const Tensor&);
+                                    const Tensor&, const OT&);
 std::vector<Tensor> gru_bilayer(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&,
                                 const Tensor&, const Tensor&, const OT&, const OT&, const OT&, const Tensor&,
                                 const Tensor&);

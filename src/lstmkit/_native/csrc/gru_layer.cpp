@@ -34,11 +34,21 @@ Tensor gru_projection(const Tensor& x2, int64_t T, const Tensor& w_ih, const OT&
   return gx.view({T, x2.size(0) / T, w_ih.size(0)});
 }
 
-// Forward: x (T, B, D), w_ih (3H, D), w_hh (3H, H), biases (3H) or none, batch_sizes (T) or none, h0 (B, H).
-// Returns y (T, B, H) and h_T; fills ``s`` with x's rows, the weights, h0, y, the gates and h W_hn^T + b_hn.
-variable_list gru_layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const OT& b_ih,
-                                const OT& b_hh, const OT& batch_sizes, const Tensor& h0, LayerSaved& s) {
+// ``t`` (T, B, F) or (B, F) with its batch rows in the loop's order (gather) or back in the caller's (scatter)
+Tensor reorder(const Tensor& t, const std::vector<int64_t>& perm, bool scatter) {
+  return t.defined() && !perm.empty() ? permute_rows(t, perm, scatter) : t;
+}
+
+// Forward: x (T, B, D), w_ih (3H, D), w_hh (3H, H), biases (3H) or none, batch_sizes (T) or none, h0 (B, H), perm:
+// the batch order of batch_sizes (perm[b]: the caller's row that sorted row b is), or none (the caller's order is
+// sorted; the node gathers x and h0 into that order and scatters y and h_T back, as the LSTM node does). Returns
+// y (T, B, H) and h_T; fills ``s`` with x's rows, the weights, h0, y, the gates and h W_hn^T + b_hn, all sorted.
+variable_list gru_layer_forward(const Tensor& x_in, const Tensor& w_ih, const Tensor& w_hh, const OT& b_ih,
+                                const OT& b_hh, const OT& batch_sizes, const Tensor& h0_in, LayerSaved& s,
+                                const OT& perm_in) {
   FlushDenormals ftz;
+  s.perm = perm_of(perm_in);
+  const Tensor x = reorder(x_in, s.perm, false), h0 = reorder(h0_in, s.perm, false);
   const Tensor x2 = rows_of(x), bs = opt(batch_sizes);
   auto out = gru_fwd(gru_projection(x2, x.size(0), w_ih, b_ih), h0, w_hh, b_hh, batch_sizes, c10::nullopt,
                      c10::nullopt);
@@ -47,7 +57,7 @@ variable_list gru_layer_forward(const Tensor& x, const Tensor& w_ih, const Tenso
   s.has_b_ih = opt(b_ih).defined();
   s.has_b_hh = opt(b_hh).defined();
   s.x_sizes = x.sizes().vec();
-  return {std::get<0>(out), std::get<1>(out)};
+  return {reorder(std::get<0>(out), s.perm, true), reorder(std::get<1>(out), s.perm, true)};
 }
 
 // Backward from ``s`` and the gradients of (y, h_T); needs: x, w_ih, w_hh, b_ih, b_hh. Returns dx, d_w_ih, d_w_hh,
@@ -58,27 +68,30 @@ variable_list gru_layer_backward(const LayerSaved& saved, const std::array<bool,
   const Tensor &x2 = s[0], &w_ih = s[1], &w_hh = s[2], &h0 = s[3], &y = s[4], &gates = s[5], &ghn = s[6];
   const OT bs = s[7].numel() ? OT(s[7]) : OT();
   const int64_t T = y.size(0), B = y.size(1), H3 = gates.size(2);
-  const Tensor dy = grads[0].defined() ? pooled_as(grads[0], at::kFloat) : at::zeros_like(y);
-  const Tensor dhT = grads[1].defined() ? grads[1].contiguous() : at::zeros_like(h0);
+  // the incoming gradients in the loop's (sorted) order; dx and dh0 go back in the caller's
+  const Tensor dy = grads[0].defined() ? pooled_as(reorder(grads[0], saved.perm, false), at::kFloat)
+                                       : at::zeros_like(y);
+  const Tensor dhT = grads[1].defined() ? reorder(grads[1], saved.perm, false).contiguous() : at::zeros_like(h0);
   auto back = gru_bwd(dy, dhT, gates, ghn, h0, y, w_hh, bs, c10::nullopt, c10::nullopt);
   const Tensor dGx = std::get<0>(back).view({T * B, H3}), dGh = std::get<1>(back).view({T * B, H3});
   Tensor dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh;
-  if (needs[0]) dx = matmul_nt(dGx, w_ih.t()).view(saved.x_sizes);
+  if (needs[0]) dx = reorder(matmul_nt(dGx, w_ih.t()).view(saved.x_sizes), saved.perm, true);
   if (needs[1]) d_w_ih = mm_tn(dGx, x2);
   if (needs[2]) d_w_hh = recurrent_weight_grad(dGh, h0, y);
   if (saved.has_b_ih && needs[3]) d_b_ih = dGx.sum(0);
   if (saved.has_b_hh && needs[4]) d_b_hh = dGh.sum(0);
-  return {dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, std::get<2>(back)};
+  return {dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, reorder(std::get<2>(back), saved.perm, true)};
 }
 
-// arguments: x, w_ih, w_hh, b_ih, b_hh, batch_sizes, h0
+// arguments: x, w_ih, w_hh, b_ih, b_hh, batch_sizes, h0, perm
 struct GruLayer : public torch::autograd::Function<GruLayer> {
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& w_ih, const Tensor& w_hh,
-                               const OT& b_ih, const OT& b_hh, const OT& batch_sizes, const Tensor& h0) {
+                               const OT& b_ih, const OT& b_hh, const OT& batch_sizes, const Tensor& h0,
+                               const OT& perm) {
     LayerSaved s;
-    variable_list out = gru_layer_forward(x, w_ih, w_hh, b_ih, b_hh, batch_sizes, h0, s);
+    variable_list out = gru_layer_forward(x, w_ih, w_hh, b_ih, b_hh, batch_sizes, h0, s, perm);
     save_layer(ctx, {&s});
-    record_edges(ctx, {true, true, true, present(b_ih), present(b_hh), present(batch_sizes), true});
+    record_edges(ctx, {true, true, true, present(b_ih), present(b_hh), present(batch_sizes), true, present(perm)});
     return out;
   }
 
@@ -86,7 +99,7 @@ struct GruLayer : public torch::autograd::Function<GruLayer> {
     const std::array<bool, 5> needs{needs_grad(ctx, 0), needs_grad(ctx, 1), needs_grad(ctx, 2), needs_grad(ctx, 3),
                                     needs_grad(ctx, 4)};
     variable_list g = gru_layer_backward(load_layer(ctx, 1)[0], needs, grads);
-    return {g[0], g[1], g[2], g[3], g[4], Tensor(), g[5]};
+    return {g[0], g[1], g[2], g[3], g[4], Tensor(), g[5], Tensor()};
   }
 };
 
@@ -99,8 +112,8 @@ struct GruBiLayer : public torch::autograd::Function<GruBiLayer> {
     LayerSaved s[2];
     variable_list out[2];
     run_both([&](int d) {
-      out[d] = d == 0 ? gru_layer_forward(x_f, w_ih_f, w_hh_f, b_ih_f, b_hh_f, batch_sizes, h0_f, s[0])
-                      : gru_layer_forward(x_r, w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes, h0_r, s[1]);
+      out[d] = d == 0 ? gru_layer_forward(x_f, w_ih_f, w_hh_f, b_ih_f, b_hh_f, batch_sizes, h0_f, s[0], c10::nullopt)
+                      : gru_layer_forward(x_r, w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes, h0_r, s[1], c10::nullopt);
     });
     save_layer(ctx, {&s[0], &s[1]});
     record_edges(ctx, {true, true, true, true, present(b_ih_f), present(b_hh_f), true, true, present(b_ih_r),
@@ -121,25 +134,28 @@ struct GruBiLayer : public torch::autograd::Function<GruBiLayer> {
   }
 };
 
-std::vector<Tensor> gru_infer(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const OT& b_ih,
-                              const OT& b_hh, const OT& batch_sizes, const Tensor& h0) {
+std::vector<Tensor> gru_infer(const Tensor& x_in, const Tensor& w_ih, const Tensor& w_hh, const OT& b_ih,
+                              const OT& b_hh, const OT& batch_sizes, const Tensor& h0_in,
+                              const OT& perm_in = c10::nullopt) {
   FlushDenormals ftz;
+  const std::vector<int64_t> perm = perm_of(perm_in);
+  const Tensor x = reorder(x_in, perm, false), h0 = reorder(h0_in, perm, false);
   auto out = gru_fwd(gru_projection(rows_of(x), x.size(0), w_ih, b_ih), h0, w_hh, b_hh, batch_sizes, c10::nullopt,
                      c10::nullopt);
-  return {std::get<0>(out), std::get<1>(out)};
+  return {reorder(std::get<0>(out), perm, true), reorder(std::get<1>(out), perm, true)};
 }
 
 }  // namespace
 
-// Returns y, h_T.
+// Returns y, h_T (in the caller's batch order; perm: see gru_layer_forward).
 std::vector<Tensor> gru_layer(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const OT& b_ih,
-                              const OT& b_hh, const OT& batch_sizes, const Tensor& h0) {
-  return GruLayer::apply(x, w_ih, w_hh, b_ih, b_hh, batch_sizes, h0);
+                              const OT& b_hh, const OT& batch_sizes, const Tensor& h0, const OT& perm) {
+  return GruLayer::apply(x, w_ih, w_hh, b_ih, b_hh, batch_sizes, h0, perm);
 }
 
 std::vector<Tensor> gru_layer_infer(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const OT& b_ih,
-                                    const OT& b_hh, const OT& batch_sizes, const Tensor& h0) {
-  return gru_infer(x, w_ih, w_hh, b_ih, b_hh, batch_sizes, h0);
+                                    const OT& b_hh, const OT& batch_sizes, const Tensor& h0, const OT& perm) {
+  return gru_infer(x, w_ih, w_hh, b_ih, b_hh, batch_sizes, h0, perm);
 }
 
 // Returns y_f, h_f, y_r, h_r (y_r in the reversed input's order).
