@@ -169,7 +169,7 @@ def test_bidirectional_pair_raises_an_error_from_either_thread(monkeypatch):
     x, w_ih, w_hh, h0 = torch.randn(T, B, D), torch.randn(4 * H, D), torch.randn(4 * H, H), torch.zeros(B, H)
     with pytest.raises(IndexError, match="Dimension out of range"):  # the reverse direction's input is 2-D
         _C.lstm_bilayer_infer(x, x[:, 0], w_ih, w_hh, None, None, None, w_ih, w_hh, None, None, None, None, h0, h0,
-                              h0, h0, False)
+                              h0, h0, False, None)
 
 
 def _flat(out):
@@ -456,17 +456,20 @@ def test_bfloat16_inference_entry_accuracy(kw):
 
 
 @pytest.mark.parametrize("train", [False, True])
-@pytest.mark.parametrize("cls,kw", [(lnn.LSTM, {}), (lnn.LSTM, {"peephole": True, "coupled": True}), (lnn.GRU, {})])
+@pytest.mark.parametrize("cls,kw", [(lnn.LSTM, {}), (lnn.LSTM, {"peephole": True, "coupled": True}), (lnn.GRU, {}),
+                                    (lnn.LSTM, {"bidirectional": True}), (lnn.GRU, {"bidirectional": True})])
 def test_unsorted_lengths_equal_the_presorted_batch_exactly(cls, kw, train):
-    """The LSTM and GRU layer nodes take an unsorted batch into its longest-first order themselves (and their
-    results and gradients back): the same numbers, bit for bit, as feeding them the batch already in that order."""
+    """The LSTM and GRU layer nodes (and the bidirectional pairs) take an unsorted batch into its longest-first
+    order themselves (and their results and gradients back): the same numbers, bit for bit, as feeding them the
+    batch already in that order."""
     torch.manual_seed(11)
     m = cls(6, 40, batch_first=True, backend="native", **kw)
     x = torch.randn(9, 8, 6)
     lengths = torch.tensor([3, 8, 1, 5, 8, 2, 7, 4, 6])
     order = torch.sort(lengths, descending=True, stable=True).indices
-    w0 = torch.linspace(-1, 1, 9 * 8 * 40).view(9, 8, 40)  # loss weights, following each sequence
-    h_init = torch.randn(1, 9, 40)  # an initial state too: the node gathers it, and scatters its gradient back
+    dirs = 2 if kw.get("bidirectional") else 1
+    w0 = torch.linspace(-1, 1, 9 * 8 * 40 * dirs).view(9, 8, 40 * dirs)  # loss weights, following each sequence
+    h_init = torch.randn(dirs, 9, 40)  # an initial state too: the node gathers it, and scatters its gradient back
     res = []
     for xx, ll, w, h0 in ((x, lengths, w0, h_init), (x[order], lengths[order], w0[order], h_init[:, order])):
         xx, h0 = xx.clone().requires_grad_(train), h0.clone().requires_grad_(train)

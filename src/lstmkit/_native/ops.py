@@ -174,13 +174,10 @@ def run_bidirectional(spec, dirs, lengths: Optional[Tensor] = None):
     if not (gru and _all_f32(x, *wf, *wr)) and not (
             spec.mode == "lstm" and not spec.layer_norm and wf.w_hr is None):
         return None
+    perm = batch_sizes = None
+    if lengths is not None:  # the pair nodes sort the batch themselves (perm), as the one-direction nodes do
+        perm, _, batch_sizes = _sort_by_length(lengths, x.size(0))
     states = (h0f, c0f, h0r, c0r)
-    perm = inv = batch_sizes = None
-    if lengths is not None:
-        perm, inv, batch_sizes = _sort_by_length(lengths, x.size(0))
-        if perm is not None:
-            x, x_rev = _reorder(perm, 1, x, x_rev)
-            states = _reorder(perm, 0, *states)
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or x_rev.requires_grad or any(
         t is not None and t.requires_grad for t in (*wf, *wr, *states)))
     low = x.dtype == torch.bfloat16
@@ -188,17 +185,14 @@ def run_bidirectional(spec, dirs, lengths: Optional[Tensor] = None):
     if gru:
         pair = _C.gru_bilayer if needs_grad else _C.gru_bilayer_infer
         out = pair(x, x_rev, wf.w_ih, wf.w_hh, wf.b_ih, wf.b_hh, wr.w_ih, wr.w_hh, wr.b_ih, wr.b_hh, batch_sizes,
-                   h0f, h0r)  # y_f, h_f, y_r, h_r
+                   h0f, h0r, perm)  # y_f, h_f, y_r, h_r
         out = out[:2] + [None] + out[2:] + [None]
     else:
         pair = _C.lstm_bilayer if needs_grad else _C.lstm_bilayer_infer
         out = pair(x, x_rev, wf.w_ih, wf.w_hh, wf.b_ih, wf.b_hh, wf.w_ph, wr.w_ih, wr.w_hh, wr.b_ih, wr.b_hh, wr.w_ph,
-                   batch_sizes, h0f, c0f, h0r, c0r, spec.coupled)  # y_f, h_f, c_f, y_r, h_r, c_r
+                   batch_sizes, h0f, c0f, h0r, c0r, spec.coupled, perm)  # y_f, h_f, c_f, y_r, h_r, c_r
     if low:
         out = [t.to(x.dtype) for t in out]
-    if inv is not None:  # y (dim 1), h and c (dim 0) back in the caller's batch order
-        (y_f, y_r), (h_f, c_f, h_r, c_r) = _reorder(inv, 1, out[0], out[3]), _reorder(inv, 0, *out[1:3], *out[4:])
-        out = [y_f, h_f, c_f, y_r, h_r, c_r]
     return [tuple(out[:3]), tuple(out[3:])]
 
 

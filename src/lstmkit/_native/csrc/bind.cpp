@@ -44,21 +44,21 @@ std::vector<Tensor> lstm_layer_infer(const Tensor&, const Tensor&, const Tensor&
                                      const OT&, const Tensor&, const Tensor&, bool, const OT&);
 std::vector<Tensor> lstm_bilayer(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&,
                                  const OT&, const Tensor&, const Tensor&, const OT&, const OT&, const OT&, const OT&,
-                                 const Tensor&, const Tensor&, const Tensor&, const Tensor&, bool);
+                                 const Tensor&, const Tensor&, const Tensor&, const Tensor&, bool, const OT&);
 std::vector<Tensor> lstm_bilayer_infer(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&,
                                        const OT&, const OT&, const Tensor&, const Tensor&, const OT&, const OT&,
                                        const OT&, const OT&, const Tensor&, const Tensor&, const Tensor&,
-                                       const Tensor&, bool);
+                                       const Tensor&, bool, const OT&);
 std::vector<Tensor> gru_layer(const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&, const OT&,
                               const Tensor&, const OT&);
 std::vector<Tensor> gru_layer_infer(const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&, const OT&,
                                     const Tensor&, const OT&);
 std::vector<Tensor> gru_bilayer(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&,
                                 const Tensor&, const Tensor&, const OT&, const OT&, const OT&, const Tensor&,
-                                const Tensor&);
+                                const Tensor&, const OT&);
 std::vector<Tensor> gru_bilayer_infer(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&,
                                       const OT&, const Tensor&, const Tensor&, const OT&, const OT&, const OT&,
-                                      const Tensor&, const Tensor&);
+                                      const Tensor&, const Tensor&, const OT&);
 }  // namespace lstmkit
 
 TORCH_LIBRARY(lstmkit, m) {

@@ -103,21 +103,21 @@ struct GruLayer : public torch::autograd::Function<GruLayer> {
   }
 };
 
-// both directions: x_f, x_r (reversed within each length), the weights of each, one batch_sizes, h0_f, h0_r
+// both directions: x_f, x_r (reversed within each length), the weights of each, one batch_sizes, h0_f, h0_r, one perm
 struct GruBiLayer : public torch::autograd::Function<GruBiLayer> {
   static variable_list forward(AutogradContext* ctx, const Tensor& x_f, const Tensor& x_r, const Tensor& w_ih_f,
                                const Tensor& w_hh_f, const OT& b_ih_f, const OT& b_hh_f, const Tensor& w_ih_r,
                                const Tensor& w_hh_r, const OT& b_ih_r, const OT& b_hh_r, const OT& batch_sizes,
-                               const Tensor& h0_f, const Tensor& h0_r) {
+                               const Tensor& h0_f, const Tensor& h0_r, const OT& perm) {
     LayerSaved s[2];
     variable_list out[2];
     run_both([&](int d) {
-      out[d] = d == 0 ? gru_layer_forward(x_f, w_ih_f, w_hh_f, b_ih_f, b_hh_f, batch_sizes, h0_f, s[0], c10::nullopt)
-                      : gru_layer_forward(x_r, w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes, h0_r, s[1], c10::nullopt);
+      out[d] = d == 0 ? gru_layer_forward(x_f, w_ih_f, w_hh_f, b_ih_f, b_hh_f, batch_sizes, h0_f, s[0], perm)
+                      : gru_layer_forward(x_r, w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes, h0_r, s[1], perm);
     });
     save_layer(ctx, {&s[0], &s[1]});
     record_edges(ctx, {true, true, true, true, present(b_ih_f), present(b_hh_f), true, true, present(b_ih_r),
-                       present(b_hh_r), present(batch_sizes), true, true});
+                       present(b_hh_r), present(batch_sizes), true, true, present(perm)});
     return {out[0][0], out[0][1], out[1][0], out[1][1]};
   }
 
@@ -130,7 +130,7 @@ struct GruBiLayer : public torch::autograd::Function<GruBiLayer> {
     variable_list g[2];
     run_both([&](int d) { g[d] = gru_layer_backward(saved[d], needs[d], {grads[2 * d], grads[2 * d + 1]}); });
     const variable_list &f = g[0], &r = g[1];
-    return {f[0], r[0], f[1], f[2], f[3], f[4], r[1], r[2], r[3], r[4], Tensor(), f[5], r[5]};
+    return {f[0], r[0], f[1], f[2], f[3], f[4], r[1], r[2], r[3], r[4], Tensor(), f[5], r[5], Tensor()};
   }
 };
 
@@ -158,23 +158,25 @@ std::vector<Tensor> gru_layer_infer(const Tensor& x, const Tensor& w_ih, const T
   return gru_infer(x, w_ih, w_hh, b_ih, b_hh, batch_sizes, h0, perm);
 }
 
-// Returns y_f, h_f, y_r, h_r (y_r in the reversed input's order).
+// Returns y_f, h_f, y_r, h_r (y_r in the reversed input's order; all in the caller's batch order: perm as for
+// gru_layer).
 std::vector<Tensor> gru_bilayer(const Tensor& x_f, const Tensor& x_r, const Tensor& w_ih_f, const Tensor& w_hh_f,
                                 const OT& b_ih_f, const OT& b_hh_f, const Tensor& w_ih_r, const Tensor& w_hh_r,
                                 const OT& b_ih_r, const OT& b_hh_r, const OT& batch_sizes, const Tensor& h0_f,
-                                const Tensor& h0_r) {
+                                const Tensor& h0_r, const OT& perm) {
   return GruBiLayer::apply(x_f, x_r, w_ih_f, w_hh_f, b_ih_f, b_hh_f, w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes,
-                           h0_f, h0_r);
+                           h0_f, h0_r, perm);
 }
 
 std::vector<Tensor> gru_bilayer_infer(const Tensor& x_f, const Tensor& x_r, const Tensor& w_ih_f,
                                       const Tensor& w_hh_f, const OT& b_ih_f, const OT& b_hh_f, const Tensor& w_ih_r,
                                       const Tensor& w_hh_r, const OT& b_ih_r, const OT& b_hh_r,
-                                      const OT& batch_sizes, const Tensor& h0_f, const Tensor& h0_r) {
+                                      const OT& batch_sizes, const Tensor& h0_f, const Tensor& h0_r,
+                                      const OT& perm) {
   std::vector<Tensor> out[2];
   run_both([&](int d) {
-    out[d] = d == 0 ? gru_infer(x_f, w_ih_f, w_hh_f, b_ih_f, b_hh_f, batch_sizes, h0_f)
-                    : gru_infer(x_r, w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes, h0_r);
+    out[d] = d == 0 ? gru_infer(x_f, w_ih_f, w_hh_f, b_ih_f, b_hh_f, batch_sizes, h0_f, perm)
+                    : gru_infer(x_r, w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes, h0_r, perm);
   });
   return {out[0][0], out[0][1], out[1][0], out[1][1]};
 }
