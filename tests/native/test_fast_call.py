@@ -98,13 +98,11 @@ def test_fast_path_matches_torch_lstm(calls):
 def test_equal_lengths_and_unbatched_input_take_the_fast_path(case, train, kw, calls):
     """Lengths that are all the same (e.g. one sequence) run that many steps (the kernels' rows per step: B, then
     none), and an unbatched (T, D) input is one row: both reach the one call, and give the reference's outputs and
-    gradients (zeros past the length). The layer-norm node has no rows per step: with a common length it takes
-    the general path, which runs the first L steps."""
+    gradients (zeros past the length), layer norm included."""
     torch.manual_seed(4)
     ref = lnn.LSTM(5, 20, backend="reference", **kw)
     nat = lnn.LSTM(5, 20, backend="native", **kw)
     nat.load_state_dict(ref.state_dict())
-    general = case == "equal_lengths" and kw.get("layer_norm", False)
     x = torch.randn(9, 5) if case == "unbatched" else torch.randn(9, 2, 5)
     lengths = [6, 6] if case == "equal_lengths" else None
     res = []
@@ -117,7 +115,7 @@ def test_equal_lengths_and_unbatched_input_take_the_fast_path(case, train, kw, c
         res.append([y.detach(), h.detach(), c.detach()] + ([xx.grad] + [p.grad for p in m.parameters()] if train
                                                            else []))
         if m is nat:
-            assert bool(calls) == general, "only the layer norm with a common length takes the general path"
+            assert not calls, "the general path ran"
     tol = dict(atol=1e-4, rtol=1e-4) if kw.get("layer_norm") else dict(atol=2e-5, rtol=1e-4)
     for got, want in zip(*res):
         torch.testing.assert_close(got, want, **tol)

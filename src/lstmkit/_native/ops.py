@@ -144,21 +144,20 @@ class _Kernels:
 def lstm_one_call(x: Tensor, w, coupled: bool, common: Optional[int] = None):
     """One fp32 LSTM layer-direction from a zero state, ``x (T, B, D)``, weights ``w`` (DirectionWeights, without
     ``w_hr``): ``(y (T, B, H), h_T (B, H), c_T (B, H))`` in one call (``RNNBase._fast_layer``). Layer norm: its
-    node (csrc/layer.cpp, LstmLnLayer); else the layer node when grad mode is on, the inference kernel when not.
+    node (csrc/ln_layer.cpp); else the layer node when grad mode is on, the inference kernel when not.
     ``common``: every sequence runs only its first ``common`` steps (the kernels' rows-per-step, with y zero past
-    them). ``(None, None, None)`` when a weight is not plain fp32, or for layer norm with ``common`` (then the
-    general path runs it)."""
-    if not _all_f32(*w) or (common is not None and w.ln_ih_w is not None):
+    them). ``(None, None, None)`` when a weight is not plain fp32 (then the general path runs it)."""
+    if not _all_f32(*w):
         return None, None, None
     B = x.size(1)
     h0 = x.new_zeros(B, w.w_hh.size(1))  # h0 and c0: zeros, only read
-    if w.ln_ih_w is not None:
-        return tuple(_C.lstm_ln_layer(x, w.w_ih, w.ln_ih_w, w.ln_ih_b, w.b_ih, w.b_hh, w.w_hh, w.ln_hh_w, w.ln_hh_b,
-                                      w.ln_c_w, w.ln_c_b, w.w_ph, h0, h0, coupled))
     batch_sizes = None
     if common is not None:  # B rows for the first `common` steps, none after
         batch_sizes = torch.zeros(x.size(0), dtype=torch.int64)
         batch_sizes[:common] = B
+    if w.ln_ih_w is not None:
+        return tuple(_C.lstm_ln_layer(x, w.w_ih, w.ln_ih_w, w.ln_ih_b, w.b_ih, w.b_hh, w.w_hh, w.ln_hh_w, w.ln_hh_b,
+                                      w.ln_c_w, w.ln_c_b, w.w_ph, h0, h0, coupled, batch_sizes, None))
     layer = _C.lstm_layer if torch.is_grad_enabled() else _C.lstm_layer_infer
     return tuple(layer(x, w.w_ih, w.w_hh, w.b_ih, w.b_hh, w.w_ph, batch_sizes, h0, h0, coupled, None))
 
@@ -201,14 +200,16 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
     """Native twin of ``lstmkit.nn._engine.reference_run_direction`` (same arguments, same results)."""
     T = x.size(0)
     perm = inv = batch_sizes = None
-    # the LSTM and GRU layer nodes (below) take the batch into its sorted order themselves: no index_select (and
-    # its backward) here
+    # the LSTM, layer-norm LSTM and GRU layer nodes (below) take the batch into its sorted order themselves: no
+    # index_select (and its backward) here
     node = (spec.mode == "lstm" and not spec.layer_norm and w.w_hr is None and rd_mask is None and zo_h is None
             and zo_c is None)
     gru_node = spec.mode == "gru" and rd_mask is None and _all_f32(x, *w)
+    ln_node = (spec.mode == "lstm" and spec.layer_norm and x.dtype != torch.bfloat16 and rd_mask is None
+               and zo_h is None and zo_c is None)
     if lengths is not None:
         perm, inv, batch_sizes = _sort_by_length(lengths, T)
-        if perm is not None and not (node or gru_node):
+        if perm is not None and not (node or gru_node or ln_node):
             x, zo_h, zo_c = _reorder(perm, 1, x, zo_h, zo_c)
             h0, c0, rd_mask = _reorder(perm, 0, h0, c0, rd_mask)
     # inference (nothing needs a gradient): call the kernels directly, without dispatcher or autograd wrapper
@@ -220,11 +221,12 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
     h0 = f32(h0).contiguous()
     c0 = f32(c0).contiguous() if c0 is not None else None
     rd_mask, zo_h, zo_c = f32(rd_mask), f32(zo_h), f32(zo_c)
-    if (spec.mode == "lstm" and spec.layer_norm and not low and batch_sizes is None and rd_mask is None
-            and zo_h is None and zo_c is None):
-        # one C++ node (csrc/layer.cpp): LN_ih(X W_ih^T) with the three biases as one LN bias, the loop, backward
+    if ln_node:
+        # one C++ node (csrc/ln_layer.cpp): LN_ih(X W_ih^T) with the three biases as one LN bias, the loop, backward;
+        # with lengths it sorts the batch (perm) and runs the GEMMs on the active rows only, as the LSTM node does
         y, h, c = _C.lstm_ln_layer(x, w.w_ih, w.ln_ih_w, w.ln_ih_b, w.b_ih, w.b_hh, w.w_hh, w.ln_hh_w, w.ln_hh_b,
-                                   w.ln_c_w, w.ln_c_b, w.w_ph, h0, c0, spec.coupled)
+                                   w.ln_c_w, w.ln_c_b, w.w_ph, h0, c0, spec.coupled, batch_sizes, perm)
+        perm = inv = None
     elif spec.mode == "lstm" and spec.layer_norm:
         # LN_ih(x W_ih^T) * g + b_ln + b_ih + b_hh: the three biases enter as one LN bias (one pass, one tensor)
         ln_b = w.ln_ih_b if w.b_ih is None else w.ln_ih_b + w.b_ih + w.b_hh

@@ -39,7 +39,7 @@ std::vector<Tensor> lstm_layer(const Tensor&, const Tensor&, const Tensor&, cons
                                const OT&, const Tensor&, const Tensor&, bool, const OT&);
 std::vector<Tensor> lstm_ln_layer(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&,
                                   const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&,
-                                  const Tensor&, const Tensor&, bool);
+                                  const Tensor&, const Tensor&, bool, const OT&, const OT&);
 std::vector<Tensor> lstm_layer_infer(const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&, const OT&,
                                      const OT&, const Tensor&, const Tensor&, bool, const OT&);
 std::vector<Tensor> lstm_bilayer(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&,

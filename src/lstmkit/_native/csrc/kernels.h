@@ -428,11 +428,12 @@ static inline at::Tensor active_rows(const at::Tensor& src, const std::vector<in
   return out;
 }
 
-// The inverse: (off[T], F) active rows back into a zero-padded (T, B, F) tensor.
+// The inverse: (off[T], F) active rows back into a zero-padded (T, B, F) tensor; zeros = false leaves the rows past
+// their length unwritten (pooled memory; for a reader that never touches them, such as the layer-norm loop's G_x).
 static inline at::Tensor padded_rows(const at::Tensor& src, const std::vector<int64_t>& bs,
-                                     const std::vector<int64_t>& off, int64_t B) {
+                                     const std::vector<int64_t>& off, int64_t B, bool zeros = true) {
   const int64_t T = (int64_t)bs.size(), F = src.size(-1), es = src.element_size();
-  at::Tensor out = at::zeros({T, B, F}, src.options());
+  at::Tensor out = zeros ? at::zeros({T, B, F}, src.options()) : pool_empty({T, B, F}, src.options());
   const char* in = static_cast<const char*>(src.data_ptr());
   char* o = static_cast<char*>(out.data_ptr());
   for (int64_t t = 0; t < T; ++t) std::memcpy(o + t * B * F * es, in + off[t] * F * es, bs[t] * F * es);

@@ -6,7 +6,7 @@
 // same math runs from one C++ call per direction, forward and backward. The formulas are those of
 // lstmkit/_native/formulas.py (lstm_backward) and ops.py (_Projection), which stay the path for every other case
 // and for the registered torch ops. The node's forward and backward are plain functions (layer_forward, layer_backward), so
-// that bilayer.cpp can run two directions side by side; the layer-norm node and the inference twin follow.
+// that bilayer.cpp can run two directions side by side; the inference twin follows (the layer-norm node: ln_layer.cpp).
 #include "fused.h"
 #include "gemm.h"
 #include "gemm_tn.h"
@@ -138,14 +138,7 @@ static LoopSource loop_source(const Tensor& x2, const Tensor& w_ih, const Tensor
   return {projection_f32(rows, w_ih), LoopInput{}};
 }
 
-// The batch in the order the loop runs it: with lengths in no particular order (perm, see perm_of), x and the
-// initial states gathered into longest-first order here; the callers put the results back at the end.
-struct LoopOrder {
-  std::vector<int64_t> perm;  // empty: the caller's order is the loop's
-  Tensor x, h0, c0;
-};
-static LoopOrder loop_order(const Tensor& x, const Tensor& h0, const Tensor& c0,
-                            const c10::optional<Tensor>& perm_in) {
+LoopOrder loop_order(const Tensor& x, const Tensor& h0, const Tensor& c0, const c10::optional<Tensor>& perm_in) {
   LoopOrder o{perm_of(perm_in), x, h0, c0};
   if (!o.perm.empty()) {
     o.x = permute_rows(x, o.perm, false);
@@ -317,93 +310,6 @@ struct LstmLayer : public torch::autograd::Function<LstmLayer> {
     return {g[0], g[1], g[2], g[3], g[4], g[5], Tensor(), g[6], g[7], Tensor(), Tensor()};
   }
 };
-
-// Layer-norm LSTM (csrc/ln_lstm.cpp's loop) as one node: G_x = LN_ih(X W_ih^T) with gain ln_ih_w and bias
-// ln_ih_b + b_ih + b_hh, the loop, and every gradient. Formulas: formulas.ln_backward.
-struct LstmLnLayer : public torch::autograd::Function<LstmLnLayer> {
-  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& w_ih, const Tensor& ln_ih_w,
-                               const Tensor& ln_ih_b, const c10::optional<Tensor>& b_ih,
-                               const c10::optional<Tensor>& b_hh, const Tensor& w_hh, const Tensor& ln_hh_w,
-                               const Tensor& ln_hh_b,
-                               const Tensor& ln_c_w, const Tensor& ln_c_b, const c10::optional<Tensor>& w_ph_in,
-                               const Tensor& h0, const Tensor& c0, bool coupled) {
-    const int64_t T = x.size(0), B = x.size(1), D = x.size(2), GH = w_ih.size(0);
-    const Tensor x2 = x.reshape({T * B, D}).contiguous(), w_ph = opt(w_ph_in);
-    const Tensor proj = project(x2, w_ih);  // (T*B, G*H)
-    const Tensor bias = bias_sum(b_ih, b_hh), ln_b = bias.defined() ? ln_ih_b + bias : ln_ih_b;
-    ctx->saved_data["has_b_ih"] = opt(b_ih).defined();
-    ctx->saved_data["has_b_hh"] = opt(b_hh).defined();
-    // LN_ih into pooled memory as well (a fresh (T*B, G*H) tensor per call would page-fault, see pool.h)
-    Tensor ln_out = pool_empty({T * B, GH}, x2.options()), mean = at::empty({T * B}, x2.options());
-    Tensor rstd = at::empty({T * B}, x2.options());
-    const Tensor ln_w = ln_ih_w.contiguous(), ln_bc = ln_b.contiguous();
-    ln_rows_fwd(T * B, GH, proj.data_ptr<float>(), ln_w.data_ptr<float>(), ln_bc.data_ptr<float>(),
-                ln_out.data_ptr<float>(), mean.data_ptr<float>(), rstd.data_ptr<float>());
-    const Tensor gx = ln_out.view({T, B, GH});
-    auto o = lstm_ln_fwd_impl(gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ln_hh_w, ln_hh_b, ln_c_w,
-                              ln_c_b, w_ph_in, c10::nullopt, c10::nullopt, c10::nullopt, c10::nullopt, coupled,
-                              /*h0_before_y=*/true);
-    const Tensor& y = std::get<0>(o);
-    ctx->save_for_backward({x2, w_ih, ln_w, ln_bc, proj, mean, rstd, w_hh, ln_hh_w, ln_c_w,
-                            ln_c_b, w_ph, h0, c0, y, std::get<3>(o), std::get<4>(o), std::get<5>(o), std::get<6>(o),
-                            std::get<7>(o), std::get<8>(o), std::get<9>(o)});
-    ctx->saved_data["coupled"] = coupled;
-    ctx->saved_data["x_sizes"] = x.sizes().vec();
-    record_edges(ctx, {true, true, true, true, present(b_ih), present(b_hh), true, true, true, true, true,
-                       present(w_ph_in), true, true, false});
-    return {y, std::get<1>(o), std::get<2>(o)};
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto s = ctx->get_saved_variables();
-    const Tensor &x2 = s[0], &w_ih = s[1], &ln_ih_w = s[2], &proj = s[4], &mean = s[5], &rstd = s[6];
-    const Tensor &w_hh = s[7], &ln_hh_w = s[8], &ln_c_w = s[9], &ln_c_b = s[10], &w_ph = s[11], &h0 = s[12];
-    const Tensor &c0 = s[13], &y = s[14], &gates = s[15], &cn = s[16], &cs = s[17], &n_hh = s[18], &r_hh = s[19];
-    const Tensor &n_c = s[20], &r_c = s[21];
-    const bool coupled = ctx->saved_data["coupled"].toBool();
-    const int64_t T = gates.size(0), B = gates.size(1), GH = gates.size(2);
-    auto grad = [](const Tensor& g, const Tensor& like) {
-      return g.defined() ? pooled_as(g, at::kFloat) : at::zeros_like(like);
-    };
-    const c10::optional<Tensor> ph = w_ph.defined() ? c10::optional<Tensor>(w_ph) : c10::nullopt;
-    auto b = lstm_ln_bwd(grad(grads[0], y), grad(grads[1], h0), grad(grads[2], c0), gates, cn, cs, c0.contiguous(),
-                         w_hh.contiguous(), n_hh, r_hh, n_c, r_c, ln_hh_w, ln_c_w, ln_c_b, ph, c10::nullopt,
-                         c10::nullopt, c10::nullopt, c10::nullopt, coupled);
-    const Tensor &dA = std::get<0>(b), &dGh = std::get<1>(b), &dcl = std::get<4>(b);
-    // one pass over dA: LN_ih's backward and every sum over rows of dA (the LN_ih and LN_hh gains and the one
-    // bias gradient: ln_ih_b, b_ih, b_hh and ln_hh_b all enter the pre-activations as plain sums)
-    const int64_t H = cn.size(2);
-    Tensor d_proj = pool_empty({T * B, GH}, dA.options()), d_ln_ih_w = at::empty({GH}, dA.options());
-    Tensor d_ln_b = at::empty({GH}, dA.options()), d_ln_hh_w = at::empty({GH}, dA.options());
-    ln_rows_bwd(T * B, GH, dA.data_ptr<float>(), proj.data_ptr<float>(), mean.data_ptr<float>(),
-                rstd.data_ptr<float>(), ln_ih_w.data_ptr<float>(), d_proj.data_ptr<float>(),
-                d_ln_ih_w.data_ptr<float>(), d_ln_b.data_ptr<float>(), n_hh.data_ptr<float>(),
-                d_ln_hh_w.data_ptr<float>());
-    Tensor d_ln_c_w = at::empty({H}, dA.options()), d_ln_c_b = at::empty({H}, dA.options());
-    ln_rows_bwd(T * B, H, dcl.data_ptr<float>(), nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-                d_ln_c_b.data_ptr<float>(), n_c.data_ptr<float>(), d_ln_c_w.data_ptr<float>());
-    Tensor dx, d_w_ih, d_w_hh, d_w_ph;
-    if (needs_grad(ctx, 0)) dx = matmul_nt(d_proj, w_ih.t()).view(ctx->saved_data["x_sizes"].toIntVector());
-    if (needs_grad(ctx, 1)) d_w_ih = mm_tn(d_proj, x2);
-    if (needs_grad(ctx, 6)) d_w_hh = recurrent_weight_grad(dGh.view({T * B, GH}), h0, y, /*h0_before_y=*/true);
-    if (w_ph.defined() && needs_grad(ctx, 11)) d_w_ph = peephole_grad(dA, c0, cn, coupled);
-    // ln_ih_b, b_ih and b_hh enter as one sum: the same gradient, a tensor each
-    const Tensor d_b_ih = ctx->saved_data["has_b_ih"].toBool() ? d_ln_b.clone() : Tensor();
-    const Tensor d_b_hh = ctx->saved_data["has_b_hh"].toBool() ? d_ln_b.clone() : Tensor();
-    return {dx, d_w_ih, d_ln_ih_w, d_ln_b, d_b_ih, d_b_hh, d_w_hh, d_ln_hh_w, d_ln_b.clone(), d_ln_c_w, d_ln_c_b,
-            d_w_ph, std::get<2>(b), std::get<3>(b), Tensor()};
-  }
-};
-
-std::vector<Tensor> lstm_ln_layer(const Tensor& x, const Tensor& w_ih, const Tensor& ln_ih_w,
-                                  const Tensor& ln_ih_b, const c10::optional<Tensor>& b_ih,
-                                  const c10::optional<Tensor>& b_hh, const Tensor& w_hh, const Tensor& ln_hh_w,
-                                  const Tensor& ln_hh_b,
-                                  const Tensor& ln_c_w, const Tensor& ln_c_b, const c10::optional<Tensor>& w_ph,
-                                  const Tensor& h0, const Tensor& c0, bool coupled) {
-  return LstmLnLayer::apply(x, w_ih, ln_ih_w, ln_ih_b, b_ih, b_hh, w_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, w_ph, h0, c0,
-                            coupled);
-}
 
 // The layer node (training), and the same forward without autograd or saved state (inference: the biases are
 // added inside the kernel's gate pass).

@@ -9,7 +9,8 @@
 
 namespace lstmkit {
 
-// Helpers of the layer nodes (layer.cpp), shared with the GRU node (gru_layer.cpp):
+// Helpers of the layer nodes (layer.cpp), shared with the GRU node (gru_layer.cpp) and the layer-norm node
+// (ln_layer.cpp):
 // G_x = X W_ih^T (rows, G*H) fp32 into pooled memory, without biases
 at::Tensor project(const at::Tensor& x2, const at::Tensor& w_ih);
 // an optional tensor, contiguous, or undefined
@@ -22,6 +23,19 @@ at::Tensor recurrent_weight_grad(const at::Tensor& dG2, const at::Tensor& h0, co
                                  const std::vector<int64_t>* off = nullptr);
 // ``t`` as a contiguous ``dtype`` tensor, copied into pooled memory when it is not one already
 at::Tensor pooled_as(const at::Tensor& t, at::ScalarType dtype);
+// b_ih + b_hh, or the one that is there, or undefined
+at::Tensor bias_sum(const c10::optional<at::Tensor>& b_ih, const c10::optional<at::Tensor>& b_hh);
+// the peephole weight gradient from the gate gradients dA (T, B, G*H), c0 (B, H) and the new cells cn (T, B, H)
+at::Tensor peephole_grad(const at::Tensor& dA, const at::Tensor& c0, const at::Tensor& cn, bool coupled);
+
+// The batch in the order the loop runs it: with lengths in no particular order (perm, see perm_of in kernels.h), x
+// and the initial states gathered into longest-first order; the callers put the results back at the end.
+struct LoopOrder {
+  std::vector<int64_t> perm;  // empty: the caller's order is the loop's
+  at::Tensor x, h0, c0;
+};
+LoopOrder loop_order(const at::Tensor& x, const at::Tensor& h0, const at::Tensor& c0,
+                     const c10::optional<at::Tensor>& perm);
 
 // What one direction's backward needs: the tensors (x's rows, weights, states, y, gates, cells) and the flags.
 struct LayerSaved {
