@@ -126,11 +126,14 @@ def test_two_thread_gru_matches_reference(kw, monkeypatch):
 
 @pytest.mark.parametrize("cls,kw", [(lnn.LSTM, {}), (lnn.LSTM, {"peephole": True, "num_layers": 2, "dropout": 0.5}),
                                     (lnn.LSTM, {"coupled": True, "bias": False, "peephole": True}),
+                                    (lnn.LSTM, {"layer_norm": True, "peephole": True}),
+                                    (lnn.LSTM, {"layer_norm": True, "coupled": True, "bias": False, "num_layers": 2,
+                                                "dropout": 0.5}),
                                     (lnn.GRU, {}), (lnn.GRU, {"bias": False, "num_layers": 2, "dropout": 0.5})])
 @pytest.mark.parametrize("with_lengths", [False, True])
 def test_bidirectional_directions_at_once_match_reference(cls, kw, with_lengths, monkeypatch):
     """Two threads: a bidirectional layer runs its directions at once, one per thread (csrc/bilayer.cpp,
-    csrc/gru_layer.cpp), in training (the pair node, every gradient) and in inference."""
+    csrc/gru_layer.cpp, csrc/ln_layer.cpp), in training (the pair node, every gradient) and in inference."""
     _use_threads(2, monkeypatch)
     ref, nat = _pair(cls, 6, 20, bidirectional=True, **kw)
     x = torch.randn(7, 9, 6)
@@ -458,7 +461,8 @@ def test_bfloat16_inference_entry_accuracy(kw):
 @pytest.mark.parametrize("train", [False, True])
 @pytest.mark.parametrize("cls,kw", [(lnn.LSTM, {}), (lnn.LSTM, {"peephole": True, "coupled": True}), (lnn.GRU, {}),
                                     (lnn.LSTM, {"layer_norm": True, "peephole": True}),
-                                    (lnn.LSTM, {"bidirectional": True}), (lnn.GRU, {"bidirectional": True})])
+                                    (lnn.LSTM, {"bidirectional": True}), (lnn.GRU, {"bidirectional": True}),
+                                    (lnn.LSTM, {"bidirectional": True, "layer_norm": True})])
 def test_unsorted_lengths_equal_the_presorted_batch_exactly(cls, kw, train):
     """The LSTM, layer-norm LSTM and GRU layer nodes (and the bidirectional pairs) take an unsorted batch into its
     longest-first order themselves (and their results and gradients back): the same numbers, bit for bit, as feeding them the

@@ -167,11 +167,12 @@ def run_bidirectional(spec, dirs, lengths: Optional[Tensor] = None):
     csrc/gru_layer.cpp): ``dirs`` holds, per direction, ``(x, h0, c0, w)`` as for :func:`run_direction` (the
     reverse direction's x already reversed within each length; c0 None for the GRU); returns ``[(y, h_T, c_T)] * 2``
     as two run_direction calls would, or None when the layer is not a case the pair covers: the LSTM without
-    projection or layer norm, the fp32 GRU (the caller passes no zoneout or recurrent-dropout masks)."""
+    projection, the fp32 layer-norm LSTM, the fp32 GRU (the caller passes no zoneout or recurrent-dropout
+    masks)."""
     (x, h0f, c0f, wf), (x_rev, h0r, c0r, wr) = dirs
     gru = spec.mode == "gru"
-    if not (gru and _all_f32(x, *wf, *wr)) and not (
-            spec.mode == "lstm" and not spec.layer_norm and wf.w_hr is None):
+    ln = spec.mode == "lstm" and spec.layer_norm
+    if spec.mode not in ("lstm", "gru") or wf.w_hr is not None or ((gru or ln) and not _all_f32(x, *wf, *wr)):
         return None
     perm = batch_sizes = None
     if lengths is not None:  # the pair nodes sort the batch themselves (perm), as the one-direction nodes do
@@ -181,7 +182,11 @@ def run_bidirectional(spec, dirs, lengths: Optional[Tensor] = None):
         t is not None and t.requires_grad for t in (*wf, *wr, *states)))
     low = x.dtype == torch.bfloat16
     h0f, c0f, h0r, c0r = (None if t is None else (t.float() if low else t).contiguous() for t in states)
-    if gru:
+    if ln:  # one node in training and inference (layer norm has no separate inference twin)
+        def lnw(w):
+            return (w.w_ih, w.ln_ih_w, w.ln_ih_b, w.b_ih, w.b_hh, w.w_hh, w.ln_hh_w, w.ln_hh_b, w.ln_c_w, w.ln_c_b, w.w_ph)
+        out = _C.lstm_ln_bilayer(x, x_rev, *lnw(wf), *lnw(wr), batch_sizes, h0f, c0f, h0r, c0r, spec.coupled, perm)
+    elif gru:
         pair = _C.gru_bilayer if needs_grad else _C.gru_bilayer_infer
         out = pair(x, x_rev, wf.w_ih, wf.w_hh, wf.b_ih, wf.b_hh, wr.w_ih, wr.w_hh, wr.b_ih, wr.b_hh, batch_sizes,
                    h0f, h0r, perm)  # y_f, h_f, y_r, h_r

@@ -40,6 +40,12 @@ std::vector<Tensor> lstm_layer(const Tensor&, const Tensor&, const Tensor&, cons
 std::vector<Tensor> lstm_ln_layer(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&,
                                   const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&,
                                   const Tensor&, const Tensor&, bool, const OT&, const OT&);
+std::vector<Tensor> lstm_ln_bilayer(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                    const OT&, const OT&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                    const Tensor&, const OT&, const Tensor&, const Tensor&, const Tensor&, const OT&,
+                                    const OT&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                    const Tensor&, const OT&, const OT&, const Tensor&, const Tensor&, const Tensor&,
+                                    const Tensor&, bool, const OT&);
 std::vector<Tensor> lstm_layer_infer(const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&, const OT&,
                                      const OT&, const Tensor&, const Tensor&, bool, const OT&);
 std::vector<Tensor> lstm_bilayer(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&,
@@ -118,6 +124,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
   mod.def("lstm_layer", &lstmkit::lstm_layer);
   mod.def("lstm_layer_infer", &lstmkit::lstm_layer_infer);
   mod.def("lstm_ln_layer", &lstmkit::lstm_ln_layer);
+  mod.def("lstm_ln_bilayer", &lstmkit::lstm_ln_bilayer);  // both directions at once, one per core (ln_layer.cpp)
   // both directions of a bidirectional layer at once, one per core (bilayer.cpp): the node and its inference twin
   mod.def("lstm_bilayer", &lstmkit::lstm_bilayer);
   mod.def("lstm_bilayer_infer", &lstmkit::lstm_bilayer_infer);

@@ -60,7 +60,7 @@ std::vector<LayerSaved> load_layer(torch::autograd::AutogradContext* ctx, size_t
 // needs_input_grad by argument position. A node's edges (what needs_input_grad indexes) skip absent optional
 // tensors and non-tensor arguments, so forward records each position's edge with record_edges (``present``: one
 // flag per argument, whether it is a tensor that is there) and backward asks needs_grad(ctx, position).
-inline void record_edges(torch::autograd::AutogradContext* ctx, std::initializer_list<bool> present) {
+inline void record_edges(torch::autograd::AutogradContext* ctx, const std::vector<bool>& present) {
   std::vector<int64_t> edge;
   int64_t next = 0;
   for (bool p : present) edge.push_back(p ? next++ : -1);
