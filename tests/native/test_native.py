@@ -465,8 +465,8 @@ def test_bfloat16_inference_entry_accuracy(kw):
                                     (lnn.LSTM, {"bidirectional": True, "layer_norm": True})])
 def test_unsorted_lengths_equal_the_presorted_batch_exactly(cls, kw, train):
     """The LSTM, layer-norm LSTM and GRU layer nodes (and the bidirectional pairs) take an unsorted batch into its
-    longest-first order themselves (and their results and gradients back): the same numbers, bit for bit, as feeding them the
-    batch already in that order."""
+    longest-first order themselves (and their results and gradients back): the same numbers, bit for bit, as
+    feeding them the batch already in that order."""
     torch.manual_seed(11)
     m = cls(6, 40, batch_first=True, backend="native", **kw)
     x = torch.randn(9, 8, 6)

@@ -184,7 +184,8 @@ def run_bidirectional(spec, dirs, lengths: Optional[Tensor] = None):
     h0f, c0f, h0r, c0r = (None if t is None else (t.float() if low else t).contiguous() for t in states)
     if ln:  # one node in training and inference (layer norm has no separate inference twin)
         def lnw(w):
-            return (w.w_ih, w.ln_ih_w, w.ln_ih_b, w.b_ih, w.b_hh, w.w_hh, w.ln_hh_w, w.ln_hh_b, w.ln_c_w, w.ln_c_b, w.w_ph)
+            return (w.w_ih, w.ln_ih_w, w.ln_ih_b, w.b_ih, w.b_hh, w.w_hh, w.ln_hh_w, w.ln_hh_b, w.ln_c_w, w.ln_c_b,
+                    w.w_ph)
         out = _C.lstm_ln_bilayer(x, x_rev, *lnw(wf), *lnw(wr), batch_sizes, h0f, c0f, h0r, c0r, spec.coupled, perm)
     elif gru:
         pair = _C.gru_bilayer if needs_grad else _C.gru_bilayer_infer

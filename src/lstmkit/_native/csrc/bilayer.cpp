@@ -76,9 +76,10 @@ std::vector<Tensor> lstm_bilayer_infer(const Tensor& x_f, const Tensor& x_r, con
                                        const OT& perm) {
   std::vector<Tensor> out[2];
   run_both([&](int d) {
-    out[d] = d == 0
-                 ? lstm_layer_infer(x_f, w_ih_f, w_hh_f, b_ih_f, b_hh_f, w_ph_f, batch_sizes, h0_f, c0_f, coupled, perm)
-                 : lstm_layer_infer(x_r, w_ih_r, w_hh_r, b_ih_r, b_hh_r, w_ph_r, batch_sizes, h0_r, c0_r, coupled, perm);
+    out[d] = d == 0 ? lstm_layer_infer(x_f, w_ih_f, w_hh_f, b_ih_f, b_hh_f, w_ph_f, batch_sizes, h0_f, c0_f, coupled,
+                                       perm)
+                    : lstm_layer_infer(x_r, w_ih_r, w_hh_r, b_ih_r, b_hh_r, w_ph_r, batch_sizes, h0_r, c0_r, coupled,
+                                       perm);
   });
   return {out[0][0], out[0][1], out[0][2], out[1][0], out[1][1], out[1][2]};
 }

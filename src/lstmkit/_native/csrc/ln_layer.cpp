@@ -1,11 +1,11 @@
-// The layer-norm LSTM layer-direction as one C++ autograd node: LN_ih of the input projection, the loop, every gradient.
+// The layer-norm LSTM layer as C++ autograd nodes (one direction, or both at once): LN_ih, the loop, every gradient.
 //
 // G_x = LN_ih(X W_ih^T) with gain ln_ih_w and bias ln_ih_b + b_ih + b_hh (the three biases enter the
 // pre-activations as one sum), then ln_lstm.cpp's loop. Formulas: formulas.ln_backward, which stays the path with
 // zoneout or recurrent dropout, and for the registered torch ops. With lengths the node runs like the LSTM node
 // (layer.cpp): the batch is taken into longest-first order (perm) and back, and the projection, LN_ih, dx and the
 // weight gradients take only the active rows (a finished sequence costs nothing); the loop reads and writes the
-// padded (T, B, .) layout, whose rows past their length it never touches.
+// padded (T, B, .) layout, whose rows past their length it only fills with zeros (and the carried cell).
 #include "fused.h"
 #include "gemm.h"
 #include "kernels.h"

@@ -384,7 +384,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor& dy_
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t be = std::max(b0, std::min(b1, bs[t])), nb = be - b0;
       zero_rows(t, be, b1);
-      for (int64_t b = b0; b < be; ++b) row_pass(t, b, dhp, dcp, dn.data_ptr<float>(), dcn_ln.data_ptr<float>(), nullptr);
+      for (int64_t b = b0; b < be; ++b)
+        row_pass(t, b, dhp, dcp, dn.data_ptr<float>(), dcn_ln.data_ptr<float>(), nullptr);
       const float* dgh = dGh_p + (t * B + b0) * GH;
       float* dhb = dhp + b0 * H;
       if (rdp) {  // dh_{t-1} += (dGh W_hh) * mask
