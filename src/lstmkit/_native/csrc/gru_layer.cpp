@@ -34,11 +34,6 @@ Tensor gru_projection(const Tensor& x2, int64_t T, const Tensor& w_ih, const OT&
   return gx.view({T, x2.size(0) / T, w_ih.size(0)});
 }
 
-// ``t`` (T, B, F) or (B, F) with its batch rows in the loop's order (gather) or back in the caller's (scatter)
-Tensor reorder(const Tensor& t, const std::vector<int64_t>& perm, bool scatter) {
-  return t.defined() && !perm.empty() ? permute_rows(t, perm, scatter) : t;
-}
-
 // Forward: x (T, B, D), w_ih (3H, D), w_hh (3H, H), biases (3H) or none, batch_sizes (T) or none, h0 (B, H), perm:
 // the batch order of batch_sizes (perm[b]: the caller's row that sorted row b is), or none (the caller's order is
 // sorted; the node gathers x and h0 into that order and scatters y and h_T back, as the LSTM node does). Returns
@@ -48,7 +43,7 @@ variable_list gru_layer_forward(const Tensor& x_in, const Tensor& w_ih, const Te
                                 const OT& perm_in) {
   FlushDenormals ftz;
   s.perm = perm_of(perm_in);
-  const Tensor x = reorder(x_in, s.perm, false), h0 = reorder(h0_in, s.perm, false);
+  const Tensor x = permute_rows(x_in, s.perm, false), h0 = permute_rows(h0_in, s.perm, false);
   const Tensor x2 = rows_of(x), bs = opt(batch_sizes);
   auto out = gru_fwd(gru_projection(x2, x.size(0), w_ih, b_ih), h0, w_hh, b_hh, batch_sizes, c10::nullopt,
                      c10::nullopt);
@@ -57,7 +52,7 @@ variable_list gru_layer_forward(const Tensor& x_in, const Tensor& w_ih, const Te
   s.has_b_ih = opt(b_ih).defined();
   s.has_b_hh = opt(b_hh).defined();
   s.x_sizes = x.sizes().vec();
-  return {reorder(std::get<0>(out), s.perm, true), reorder(std::get<1>(out), s.perm, true)};
+  return {permute_rows(std::get<0>(out), s.perm, true), permute_rows(std::get<1>(out), s.perm, true)};
 }
 
 // Backward from ``s`` and the gradients of (y, h_T); needs: x, w_ih, w_hh, b_ih, b_hh. Returns dx, d_w_ih, d_w_hh,
@@ -69,18 +64,18 @@ variable_list gru_layer_backward(const LayerSaved& saved, const std::array<bool,
   const OT bs = s[7].numel() ? OT(s[7]) : OT();
   const int64_t T = y.size(0), B = y.size(1), H3 = gates.size(2);
   // the incoming gradients in the loop's (sorted) order; dx and dh0 go back in the caller's
-  const Tensor dy = grads[0].defined() ? pooled_as(reorder(grads[0], saved.perm, false), at::kFloat)
+  const Tensor dy = grads[0].defined() ? pooled_as(permute_rows(grads[0], saved.perm, false), at::kFloat)
                                        : at::zeros_like(y);
-  const Tensor dhT = grads[1].defined() ? reorder(grads[1], saved.perm, false).contiguous() : at::zeros_like(h0);
+  const Tensor dhT = grads[1].defined() ? permute_rows(grads[1], saved.perm, false).contiguous() : at::zeros_like(h0);
   auto back = gru_bwd(dy, dhT, gates, ghn, h0, y, w_hh, bs, c10::nullopt, c10::nullopt);
   const Tensor dGx = std::get<0>(back).view({T * B, H3}), dGh = std::get<1>(back).view({T * B, H3});
   Tensor dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh;
-  if (needs[0]) dx = reorder(matmul_nt(dGx, w_ih.t()).view(saved.x_sizes), saved.perm, true);
+  if (needs[0]) dx = permute_rows(matmul_nt(dGx, w_ih.t()).view(saved.x_sizes), saved.perm, true);
   if (needs[1]) d_w_ih = mm_tn(dGx, x2);
   if (needs[2]) d_w_hh = recurrent_weight_grad(dGh, h0, y);
   if (saved.has_b_ih && needs[3]) d_b_ih = dGx.sum(0);
   if (saved.has_b_hh && needs[4]) d_b_hh = dGh.sum(0);
-  return {dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, reorder(std::get<2>(back), saved.perm, true)};
+  return {dx, d_w_ih, d_w_hh, d_b_ih, d_b_hh, permute_rows(std::get<2>(back), saved.perm, true)};
 }
 
 // arguments: x, w_ih, w_hh, b_ih, b_hh, batch_sizes, h0, perm
@@ -139,10 +134,10 @@ std::vector<Tensor> gru_infer(const Tensor& x_in, const Tensor& w_ih, const Tens
                               const OT& perm_in = c10::nullopt) {
   FlushDenormals ftz;
   const std::vector<int64_t> perm = perm_of(perm_in);
-  const Tensor x = reorder(x_in, perm, false), h0 = reorder(h0_in, perm, false);
+  const Tensor x = permute_rows(x_in, perm, false), h0 = permute_rows(h0_in, perm, false);
   auto out = gru_fwd(gru_projection(rows_of(x), x.size(0), w_ih, b_ih), h0, w_hh, b_hh, batch_sizes, c10::nullopt,
                      c10::nullopt);
-  return {reorder(std::get<0>(out), perm, true), reorder(std::get<1>(out), perm, true)};
+  return {permute_rows(std::get<0>(out), perm, true), permute_rows(std::get<1>(out), perm, true)};
 }
 
 }  // namespace

@@ -450,8 +450,10 @@ static inline std::vector<int64_t> perm_of(const c10::optional<at::Tensor>& perm
 // The rows of a (T, B, F) or (B, F) tensor in another batch order, into pooled memory: gather (out[.., b] =
 // in[.., perm[b]]) takes the caller's batch into the sorted order the loops run in, scatter (out[.., perm[b]] =
 // in[.., b]) takes results back. One pass each, instead of index_select and its backward outside the node; a
-// strided input (a batch_first x, the expanded gradient of y.sum()) is read in place by ATen's index_select.
+// strided input (a batch_first x, the expanded gradient of y.sum()) is read in place by ATen's index_select. No
+// permutation (perm empty) or an undefined tensor: src itself.
 static inline at::Tensor permute_rows(const at::Tensor& src, const std::vector<int64_t>& perm, bool scatter) {
+  if (perm.empty() || !src.defined()) return src;
   const int64_t B = (int64_t)perm.size();
   std::vector<int64_t> idx(perm);  // out[.., b] = in[.., idx[b]]
   if (scatter)

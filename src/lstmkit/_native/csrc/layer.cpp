@@ -5,8 +5,9 @@
 // unwrapping and the backward's Python glue cost more than the recurrence of a (1, 100, 32, 64) layer. Here the
 // same math runs from one C++ call per direction, forward and backward. The formulas are those of
 // lstmkit/_native/formulas.py (lstm_backward) and ops.py (_Projection), which stay the path for every other case
-// and for the registered torch ops. The node's forward and backward are plain functions (layer_forward, layer_backward), so
-// that bilayer.cpp can run two directions side by side; the inference twin follows (the layer-norm node: ln_layer.cpp).
+// and for the registered torch ops. The node's forward and backward are plain functions (layer_forward,
+// layer_backward), so that bilayer.cpp can run two directions side by side; the inference twin follows (the
+// layer-norm node: ln_layer.cpp).
 #include "fused.h"
 #include "gemm.h"
 #include "gemm_tn.h"
@@ -139,13 +140,8 @@ static LoopSource loop_source(const Tensor& x2, const Tensor& w_ih, const Tensor
 }
 
 LoopOrder loop_order(const Tensor& x, const Tensor& h0, const Tensor& c0, const c10::optional<Tensor>& perm_in) {
-  LoopOrder o{perm_of(perm_in), x, h0, c0};
-  if (!o.perm.empty()) {
-    o.x = permute_rows(x, o.perm, false);
-    o.h0 = permute_rows(h0, o.perm, false);
-    o.c0 = permute_rows(c0, o.perm, false);
-  }
-  return o;
+  const std::vector<int64_t> perm = perm_of(perm_in);
+  return {perm, permute_rows(x, perm, false), permute_rows(h0, perm, false), permute_rows(c0, perm, false)};
 }
 
 // The layer node's forward: x (T, B, D) fp32 or bf16 (then every weight bf16); w_ih (G*H, D); w_hh (G*H, H); b_ih,
@@ -187,10 +183,8 @@ variable_list layer_forward(const Tensor& x_in, const Tensor& w_ih, const Tensor
   s.x_sizes = x.sizes().vec();
   s.bs = bs;
   s.perm = perm;
-  if (!perm.empty())
-    return {permute_rows(y, perm, true), permute_rows(std::get<1>(out), perm, true),
-            permute_rows(std::get<2>(out), perm, true)};
-  return {y, std::get<1>(out), std::get<2>(out)};
+  return {permute_rows(y, perm, true), permute_rows(std::get<1>(out), perm, true),
+          permute_rows(std::get<2>(out), perm, true)};
 }
 
 // The layer node's backward from ``s`` and the gradients of (y, h_T, c_T); ``needs``: which of x, w_ih, w_hh, b_ih,
@@ -210,8 +204,8 @@ variable_list layer_backward(const LayerSaved& saved, const std::array<bool, 6>&
   const Peepholes ph(w_ph, H, coupled);
   // the incoming gradients in the loop's (sorted) batch order, the outgoing ones back in the caller's
   const std::vector<int64_t>& perm = saved.perm;
-  auto sorted = [&](const Tensor& g) { return g.defined() && !perm.empty() ? permute_rows(g, perm, false) : g; };
-  auto caller = [&](const Tensor& g) { return g.defined() && !perm.empty() ? permute_rows(g, perm, true) : g; };
+  auto sorted = [&](const Tensor& g) { return permute_rows(g, perm, false); };
+  auto caller = [&](const Tensor& g) { return permute_rows(g, perm, true); };
   const Tensor dy = sorted(grads[0]);
   // the bias and peephole gradients are summed by the kernel's gate pass
   Tensor db = at::empty({GH}, gates.options());
@@ -341,8 +335,7 @@ std::vector<Tensor> lstm_layer_infer(const Tensor& x_in, const Tensor& w_ih, con
   auto out = lstm_fwd_fused(src.gx, h0.contiguous(), c0.contiguous(), w_hh.contiguous(), ph.p_i, ph.p_f, ph.p_o,
                             nullptr, nullptr, bs, coupled, false, b, false, &off, nullptr, src.input());
   std::vector<Tensor> res{pooled_as(std::get<0>(out), x.scalar_type()), std::get<1>(out), std::get<2>(out)};
-  if (!perm.empty())
-    for (Tensor& r : res) r = permute_rows(r, perm, true);
+  for (Tensor& r : res) r = permute_rows(r, perm, true);
   return res;
 }
 

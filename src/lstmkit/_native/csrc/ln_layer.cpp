@@ -65,7 +65,7 @@ variable_list ln_layer_forward(const Tensor& x_in, const LnWeights& w, const Ten
   s.x_sizes = x.sizes().vec();
   s.bs = bs;
   s.perm = ord.perm;
-  auto caller = [&](const Tensor& t) { return ord.perm.empty() ? t : permute_rows(t, ord.perm, true); };
+  auto caller = [&](const Tensor& t) { return permute_rows(t, ord.perm, true); };
   return {caller(y), caller(std::get<1>(o)), caller(std::get<2>(o))};
 }
 
@@ -87,9 +87,9 @@ variable_list ln_layer_backward(const LayerSaved& saved, const std::array<bool, 
   // the incoming gradients in the loop's (sorted) order, the outgoing ones back in the caller's
   auto grad = [&](const Tensor& g, const Tensor& like) {
     if (!g.defined()) return at::zeros_like(like);
-    return pooled_as(perm.empty() ? g : permute_rows(g, perm, false), at::kFloat);
+    return pooled_as(permute_rows(g, perm, false), at::kFloat);
   };
-  auto caller = [&](const Tensor& t) { return perm.empty() || !t.defined() ? t : permute_rows(t, perm, true); };
+  auto caller = [&](const Tensor& t) { return permute_rows(t, perm, true); };
   const OT ph = w_ph.defined() ? OT(w_ph) : c10::nullopt;
   const OT batch_sizes = packed ? OT(at::tensor(bs, at::kLong)) : c10::nullopt;
   auto b = lstm_ln_bwd(grad(grads[0], y), grad(grads[1], h0), grad(grads[2], c0), gates, cn, cs, c0.contiguous(),
