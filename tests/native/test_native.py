@@ -79,7 +79,11 @@ LSTM_OPTIONS = [{}, {"peephole": True}, {"coupled": True}, {"coupled": True, "pe
                 # absent optional arguments shift the C++ nodes' input edges: the peephole after no biases
                 {"bias": False, "peephole": True}, {"layer_norm": True, "bias": False, "peephole": True},
                 {"bidirectional": True, "bias": False, "peephole": True, "coupled": True},
-                {"num_layers": 2, "bidirectional": True, "proj_size": 2, "peephole": True}]
+                {"num_layers": 2, "bidirectional": True, "proj_size": 2, "peephole": True},
+                # layer norm with a projection (ln_lstm.cpp's projection rows, through the registered-op Function)
+                {"layer_norm": True, "proj_size": 3}, {"layer_norm": True, "proj_size": 3, "coupled": True,
+                                                       "peephole": True, "bias": False},
+                {"layer_norm": True, "proj_size": 2, "num_layers": 2, "bidirectional": True}]
 
 
 @pytest.mark.parametrize("kw", LSTM_OPTIONS, ids=lambda k: ",".join(f"{a}={b}" for a, b in k.items()) or "plain")
@@ -94,7 +98,9 @@ def test_lstm_matches_reference(kw, with_lengths):
 @pytest.mark.parametrize("kw", [{"zoneout": 0.3}, {"recurrent_dropout": 0.4}, {"dropout": 0.5, "num_layers": 2},
                                 {"zoneout": 0.2, "recurrent_dropout": 0.2, "proj_size": 3, "peephole": True,
                                  "bidirectional": True},
-                                {"zoneout": 0.2, "recurrent_dropout": 0.2, "layer_norm": True, "peephole": True}])
+                                {"zoneout": 0.2, "recurrent_dropout": 0.2, "layer_norm": True, "peephole": True},
+                                {"zoneout": 0.2, "recurrent_dropout": 0.2, "layer_norm": True, "proj_size": 3,
+                                 "peephole": True}])
 def test_lstm_training_masks_match_reference(kw):
     ref, nat = _pair(lnn.LSTM, 5, 7, **kw)
     _assert_match(ref, nat, torch.randn(6, 4, 5), torch.tensor([6, 2, 5, 1]), train=True)
@@ -199,7 +205,8 @@ def test_loss_on_output_only(kw, dtype):
 
 @pytest.mark.parametrize("kw", [{}, {"coupled": True, "peephole": True}, {"zoneout": 0.3},
                                 {"recurrent_dropout": 0.3, "zoneout": 0.1, "peephole": True},
-                                {"layer_norm": True, "peephole": True, "zoneout": 0.2, "recurrent_dropout": 0.2}])
+                                {"layer_norm": True, "peephole": True, "zoneout": 0.2, "recurrent_dropout": 0.2},
+                                {"layer_norm": True, "proj_size": 21, "zoneout": 0.2, "recurrent_dropout": 0.2}])
 def test_two_thread_team_matches_reference(kw, monkeypatch):
     """Shapes large enough for the two-thread fused loop (H split across threads, a barrier per step)."""
     _use_threads(2, monkeypatch)
@@ -229,6 +236,17 @@ def test_layer_norm_one_sequence_on_two_threads(kw, lengths, monkeypatch):
         assert torch.equal(u, v)
 
 
+@pytest.mark.parametrize("lengths", [None, torch.tensor([5])])
+@pytest.mark.parametrize("train", [False, True])
+def test_layer_norm_projection_one_sequence(lengths, train, monkeypatch):
+    """Layer norm with a projection over one sequence (its loops keep it on one thread: each step has a second GEMM,
+    r_t = m_t W_hr^T), P not a multiple of 16, with zoneout and recurrent dropout in training."""
+    _use_threads(2, monkeypatch)
+    kw = {"zoneout": 0.2, "recurrent_dropout": 0.2} if train else {}
+    ref, nat = _pair(lnn.LSTM, 8, 40, layer_norm=True, proj_size=17, peephole=True, **kw)
+    _assert_match(ref, nat, torch.randn(7, 1, 8), lengths, train=train)
+
+
 def test_gemm_paths_agree(monkeypatch):
     """A shape large enough for the ATen GEMM path gives the same result as the register-blocked kernel."""
     ref, nat = _pair(lnn.LSTM, 16, 96, proj_size=40)
@@ -238,7 +256,8 @@ def test_gemm_paths_agree(monkeypatch):
 
 @settings(max_examples=15, deadline=None)
 @given(B=st.integers(1, 5), T=st.integers(1, 6), D=st.integers(1, 6), H=st.integers(1, 20),
-       mode=st.sampled_from(["lstm", "peephole", "coupled", "layer_norm", "proj", "gru", "rnn"]), bidir=st.booleans(),
+       mode=st.sampled_from(["lstm", "peephole", "coupled", "layer_norm", "proj", "ln_proj", "gru", "rnn"]),
+       bidir=st.booleans(),
        layers=st.integers(1, 2), use_lengths=st.booleans(), seed=st.integers(0, 10_000))
 def test_random_shapes_match_reference(B, T, D, H, mode, bidir, layers, use_lengths, seed):
     torch.manual_seed(seed)
@@ -246,13 +265,13 @@ def test_random_shapes_match_reference(B, T, D, H, mode, bidir, layers, use_leng
     cls = {"gru": lnn.GRU, "rnn": lnn.RNN}.get(mode, lnn.LSTM)
     if mode in ("peephole", "coupled", "layer_norm"):
         kw[mode] = True
-    if mode == "layer_norm":
+    if mode in ("layer_norm", "ln_proj"):
+        kw["layer_norm"] = True
         # LN of the cell over one or two units is degenerate (0, or +-1 whatever c is): its gradient is rounding
         # noise amplified by 1/std, on both sides
         H = max(H, 3)
-    if mode == "proj":
-        if H < 2:
-            H = 2
+    if mode in ("proj", "ln_proj"):
+        H = max(H, 3 if mode == "ln_proj" else 2)
         kw["proj_size"] = H - 1
     ref, nat = _pair(cls, D, H, **kw)
     x = torch.randn(T, B, D)
@@ -275,6 +294,10 @@ def test_opcheck_registered_ops():
     ln = [torch.randn(4 * H, requires_grad=True) for _ in range(2)] + [torch.randn(H, requires_grad=True)
                                                                        for _ in range(2)]
     torch.library.opcheck(torch.ops.lstmkit.lstm_ln_fwd, (gx, h0, c0, w_hh, *ln, w_ph, bs, None, None, None, False))
+    P = 3  # with a projection W_hr (P, H): h0 and W_hh's columns of size P
+    h0p, w_hhp = torch.randn(B, P, requires_grad=True), torch.randn(4 * H, P, requires_grad=True)
+    torch.library.opcheck(torch.ops.lstmkit.lstm_ln_fwd, (gx, h0p, c0, w_hhp, *ln, w_ph, bs, None, None, None, False,
+                                                          torch.randn(P, H, requires_grad=True)))
     gxg = torch.randn(T, B, 3 * H, requires_grad=True)
     torch.library.opcheck(torch.ops.lstmkit.gru_fwd, (gxg, h0, torch.randn(3 * H, H, requires_grad=True),
                                                       torch.randn(3 * H, requires_grad=True), None, None, None))
@@ -309,6 +332,7 @@ def test_stream_rejects_bad_input():
 
 
 @pytest.mark.parametrize("cls,kw,H", [(lnn.LSTM, {}, 16), (lnn.LSTM, {"layer_norm": True, "peephole": True}, 16),
+                                      (lnn.LSTM, {"layer_norm": True, "proj_size": 5}, 16),
                                       (lnn.LSTM, {"coupled": True, "peephole": True}, 41),
                                       (lnn.LSTM, {"proj_size": 4, "bidirectional": True}, 16),
                                       (lnn.LSTM, {"bidirectional": True}, 16), (lnn.GRU, {}, 16),

@@ -131,38 +131,44 @@ def lstm_backward(ctx, dy, dhT, dcT, *_unused):
     return dG, dh0, dc0, d_w_hh, d_w_hr, d_w_ph, None, None, None, None, None
 
 
-def _fake_lstm_ln_fwd(gx, h0, c0, w_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled):
+def _fake_lstm_ln_fwd(gx, h0, c0, w_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c,
+                      coupled, w_hr=None):
     T, B, GH = gx.shape
-    H = c0.shape[1]
+    H, P = c0.shape[1], h0.shape[1]
     e = gx.new_empty
-    return (e(T, B, H), e(B, H), e(B, H), e(T, B, GH), e(T, B, H), e(T, B, H) if zo_c is not None else e(0),
-            e(T, B, GH), e(T, B), e(T, B, H), e(T, B))
+    return (e(T, B, P), e(B, P), e(B, H), e(T, B, GH), e(T, B, H), e(T, B, H) if zo_c is not None else e(0),
+            e(T, B, GH), e(T, B), e(T, B, H), e(T, B), e(T, B, H) if w_hr is not None else e(0))
 
 
-def _fake_lstm_ln_bwd(dy, dhT, dcT, gates, cn, cs, c0, w_hh, n_hh, r_hh, n_c, r_c, ln_hh_w, ln_c_w, ln_c_b, w_ph, batch_sizes,
-      rd_mask, zo_h, zo_c, coupled):
+def _fake_lstm_ln_bwd(dy, dhT, dcT, gates, cn, cs, c0, w_hh, n_hh, r_hh, n_c, r_c, ln_hh_w, ln_c_w, ln_c_b, w_ph,
+                      batch_sizes, rd_mask, zo_h, zo_c, coupled, w_hr=None):
     return (gates.new_empty(gates.shape), gates.new_empty(gates.shape), dhT.new_empty(dhT.shape),
-            dcT.new_empty(dcT.shape), cn.new_empty(cn.shape))
+            dcT.new_empty(dcT.shape), cn.new_empty(cn.shape), dy.new_empty(dy.shape) if w_hr is not None
+            else dy.new_empty(0))
 
 # layer-norm LSTM: inputs (gx, h0, c0, w_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask,
-
-# zo_h, zo_c, coupled); gx already holds LN_ih(x W_ih^T) + biases (autograd handles that part)
+# zo_h, zo_c, coupled[, w_hr]); gx already holds LN_ih(x W_ih^T) + biases (autograd handles that part)
 
 def ln_setup(ctx, inputs, output):
-    gx, h0, c0, w_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled = inputs
-    y, _h, _c, gates, cn, cs, n_hh, r_hh, n_c, r_c = output
+    gx, h0, c0, w_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c, coupled = inputs[:14]
+    w_hr = inputs[14] if len(inputs) > 14 else None
+    y, _h, _c, gates, cn, cs, n_hh, r_hh, n_c, r_c, m = output
     ctx.coupled = coupled
+    ctx.n_inputs = len(inputs)
     ctx.save_for_backward(h0, c0, w_hh, ln_hh_w, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c, y, gates,
-                          cn, cs, n_hh, r_hh, n_c, r_c)
+                          cn, cs, n_hh, r_hh, n_c, r_c, w_hr, m)
 
 def ln_backward(ctx, dy, dhT, dcT, *_unused):
     (h0, c0, w_hh, ln_hh_w, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c, y, gates, cn, cs, n_hh, r_hh,
-     n_c, r_c) = ctx.saved_tensors
-    dA, dGh, dh0, dc0, dcl = _bwd(ctx).lstm_ln_bwd(
+     n_c, r_c, w_hr, m) = ctx.saved_tensors
+    dA, dGh, dh0, dc0, dcl, dR = _bwd(ctx).lstm_ln_bwd(
         _zeros_if_none(dy, y), _zeros_if_none(dhT, h0), _zeros_if_none(dcT, c0), gates, cn, cs, c0, w_hh, n_hh,
-        r_hh, n_c, r_c, ln_hh_w, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c, ctx.coupled)
+        r_hh, n_c, r_c, ln_hh_w, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c, ctx.coupled, w_hr)
     T, B, GH = gates.shape
     d_w_hh = _recurrent_weight_grad(dGh.view(T * B, GH), h0, y, rd_mask)
+    d_w_hr = None
+    if w_hr is not None and ctx.needs_input_grad[14]:  # r_t = m_t W_hr^T: dW_hr = sum_t dr_t^T m_t
+        d_w_hr = _mm_tn(dR.view(T * B, -1), m.view(T * B, -1))
     d_ln_hh_w = (dA * n_hh).sum((0, 1))
     d_ln_hh_b = dA.sum((0, 1))
     d_ln_c_w = (dcl * n_c).sum((0, 1))
@@ -170,8 +176,8 @@ def ln_backward(ctx, dy, dhT, dcT, *_unused):
     d_w_ph = None
     if w_ph is not None:
         d_w_ph = _peephole_grad(dA, c0, cs if zo_c is not None else cn, cn, ctx.coupled)
-    return (dA, dh0, dc0, d_w_hh, d_ln_hh_w, d_ln_hh_b, d_ln_c_w, d_ln_c_b, d_w_ph, None, None, None, None,
-            None)
+    grads = (dA, dh0, dc0, d_w_hh, d_ln_hh_w, d_ln_hh_b, d_ln_c_w, d_ln_c_b, d_w_ph, None, None, None, None, None)
+    return grads + (d_w_hr,) if ctx.n_inputs > 14 else grads
 
 # GRU: inputs (gx, h0, w_hh, b_hh, batch_sizes, rd_mask, zo_h)
 

@@ -42,7 +42,7 @@ def unavailable_reason() -> str:
 
 def supports(spec, dtype: torch.dtype) -> bool:
     """Whether the engine runs ``spec`` in ``dtype`` (otherwise the layer uses the reference path)."""
-    return available() and dtype in SUPPORTED_DTYPES and not (spec.layer_norm and spec.proj_size)
+    return available() and dtype in SUPPORTED_DTYPES
 
 
 def _opt(t: Optional[Tensor]) -> Optional[Tensor]:
@@ -211,8 +211,8 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
     node = (spec.mode == "lstm" and not spec.layer_norm and w.w_hr is None and rd_mask is None and zo_h is None
             and zo_c is None)
     gru_node = spec.mode == "gru" and rd_mask is None and _all_f32(x, *w)
-    ln_node = (spec.mode == "lstm" and spec.layer_norm and x.dtype != torch.bfloat16 and rd_mask is None
-               and zo_h is None and zo_c is None)
+    ln_node = (spec.mode == "lstm" and spec.layer_norm and x.dtype != torch.bfloat16 and w.w_hr is None
+               and rd_mask is None and zo_h is None and zo_c is None)
     if lengths is not None:
         perm, inv, batch_sizes = _sort_by_length(lengths, T)
         if perm is not None and not (node or gru_node or ln_node):
@@ -237,9 +237,9 @@ def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths:
         # LN_ih(x W_ih^T) * g + b_ln + b_ih + b_hh: the three biases enter as one LN bias (one pass, one tensor)
         ln_b = w.ln_ih_b if w.b_ih is None else w.ln_ih_b + w.b_ih + w.b_hh
         gx = F.layer_norm(f32(_project(x, w.w_ih, None)), (w.w_ih.size(0),), f32(w.ln_ih_w), f32(ln_b))  # (T,B,GH)
-        y, h, c, *_ = kern.lstm_ln_fwd(gx, h0, c0, f32(w.w_hh), f32(w.ln_hh_w), f32(w.ln_hh_b),
-                                                    f32(w.ln_c_w), f32(w.ln_c_b), f32(w.w_ph), batch_sizes,
-                                                    rd_mask, zo_h, zo_c, spec.coupled)
+        y, h, c, *_ = kern.lstm_ln_fwd(gx, h0, c0, f32(w.w_hh), f32(w.ln_hh_w), f32(w.ln_hh_b), f32(w.ln_c_w),
+                                       f32(w.ln_c_b), f32(w.w_ph), batch_sizes, rd_mask, zo_h, zo_c, spec.coupled,
+                                       f32(w.w_hr))
     elif node:
         # the common case (any lengths, fp32 or bf16): projection, loop and (in training) the whole backward in
         # one C++ call and one autograd node (csrc/layer.cpp), which also sorts the batch (perm) and puts the

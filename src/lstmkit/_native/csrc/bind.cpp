@@ -28,13 +28,13 @@ std::tuple<Tensor, Tensor, Tensor> rnn_fwd(const Tensor&, const Tensor&, const T
                                            const OT&, bool);
 std::tuple<Tensor, Tensor> rnn_bwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&,
                                    const OT&, const OT&, bool);
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_fwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                                const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&, const OT&,
-                                const OT&, const OT&, bool);
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                                const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                                const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&,
-                                const OT&, const OT&, const OT&, const OT&, bool);
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_fwd(
+    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+    const Tensor&, const OT&, const OT&, const OT&, const OT&, const OT&, bool, const OT&);
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(
+    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+    const Tensor&, const OT&, const OT&, const OT&, const OT&, const OT&, bool, const OT&);
 std::vector<Tensor> lstm_layer(const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&, const OT&,
                                const OT&, const Tensor&, const Tensor&, bool, const OT&);
 std::vector<Tensor> lstm_ln_layer(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&,
@@ -76,11 +76,12 @@ TORCH_LIBRARY(lstmkit, m) {
         "bool coupled) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def("lstm_ln_fwd(Tensor gx, Tensor h0, Tensor c0, Tensor w_hh, Tensor ln_hh_w, Tensor ln_hh_b, Tensor ln_c_w, "
         "Tensor ln_c_b, Tensor? w_ph, Tensor? batch_sizes, Tensor? rd_mask, Tensor? zo_h, Tensor? zo_c, "
-        "bool coupled) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+        "bool coupled, Tensor? w_hr=None) "
+        "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("lstm_ln_bwd(Tensor dy, Tensor dhT, Tensor dcT, Tensor gates, Tensor cn, Tensor cs, Tensor c0, "
         "Tensor w_hh, Tensor n_hh, Tensor r_hh, Tensor n_c, Tensor r_c, Tensor ln_hh_w, Tensor ln_c_w, "
         "Tensor ln_c_b, Tensor? w_ph, Tensor? batch_sizes, Tensor? rd_mask, Tensor? zo_h, Tensor? zo_c, "
-        "bool coupled) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+        "bool coupled, Tensor? w_hr=None) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("gru_fwd(Tensor gx, Tensor h0, Tensor w_hh, Tensor? b_hh, Tensor? batch_sizes, Tensor? rd_mask, "
         "Tensor? zo_h) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def("gru_bwd(Tensor dy, Tensor dhT, Tensor gates, Tensor ghn, Tensor h0, Tensor y, Tensor w_hh, "

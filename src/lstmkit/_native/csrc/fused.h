@@ -69,25 +69,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_bwd_fused(
 // Layer-norm LSTM recurrence (ln_lstm.cpp; the registered ops lstm_ln_fwd / lstm_ln_bwd; the layer node calls
 // lstm_ln_fwd_impl with h0_before_y).
 using LnFwd = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
-                         at::Tensor, at::Tensor, at::Tensor>;
+                         at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 LnFwd lstm_ln_fwd(const at::Tensor& gx, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_hh,
                   const at::Tensor& ln_hh_w, const at::Tensor& ln_hh_b, const at::Tensor& ln_c_w,
                   const at::Tensor& ln_c_b, const c10::optional<at::Tensor>& w_ph,
                   const c10::optional<at::Tensor>& batch_sizes, const c10::optional<at::Tensor>& rd,
-                  const c10::optional<at::Tensor>& zo_h, const c10::optional<at::Tensor>& zo_c, bool coupled);
+                  const c10::optional<at::Tensor>& zo_h, const c10::optional<at::Tensor>& zo_c, bool coupled,
+                  const c10::optional<at::Tensor>& w_hr);
 LnFwd lstm_ln_fwd_impl(const at::Tensor& gx, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_hh,
                        const at::Tensor& ln_hh_w, const at::Tensor& ln_hh_b, const at::Tensor& ln_c_w,
                        const at::Tensor& ln_c_b, const c10::optional<at::Tensor>& w_ph,
                        const c10::optional<at::Tensor>& batch_sizes, const c10::optional<at::Tensor>& rd,
                        const c10::optional<at::Tensor>& zo_h, const c10::optional<at::Tensor>& zo_c, bool coupled,
-                       bool h0_before_y);
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_ln_bwd(
+                       bool h0_before_y, const c10::optional<at::Tensor>& w_hr = c10::nullopt);
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_ln_bwd(
     const at::Tensor& dy, const at::Tensor& dhT, const at::Tensor& dcT, const at::Tensor& gates, const at::Tensor& cn,
     const at::Tensor& cs, const at::Tensor& c0, const at::Tensor& w_hh, const at::Tensor& n_hh,
     const at::Tensor& r_hh, const at::Tensor& n_c, const at::Tensor& r_c, const at::Tensor& ln_hh_w,
     const at::Tensor& ln_c_w, const at::Tensor& ln_c_b, const c10::optional<at::Tensor>& w_ph,
     const c10::optional<at::Tensor>& batch_sizes, const c10::optional<at::Tensor>& rd,
-    const c10::optional<at::Tensor>& zo_h, const c10::optional<at::Tensor>& zo_c, bool coupled);
+    const c10::optional<at::Tensor>& zo_h, const c10::optional<at::Tensor>& zo_c, bool coupled,
+    const c10::optional<at::Tensor>& w_hr = c10::nullopt);
 
 // Row layer norm of the input projection and its backward with the gain and bias sums (ln_rows.cpp; see there).
 void ln_rows_fwd(int64_t R, int64_t N, const float* x, const float* w, const float* b, float* out, float* mean,
