@@ -323,6 +323,33 @@ def test_stream_equals_layer(kw):
     torch.testing.assert_close(s.step(x[0]), y[0], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("cls,kw", [(lnn.GRU, {}), (lnn.GRU, {"num_layers": 2, "bias": False}), (lnn.RNN, {}),
+                                    (lnn.RNN, {"nonlinearity": "relu", "num_layers": 2})])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gru_rnn_stream_equals_reference_layer(cls, kw, threads, monkeypatch):
+    """GRU and RNN streams (csrc/stream_gru.h), one native call per step, against the reference layer over the
+    whole sequence: outputs, state, reset and set_state. H = 40: the two-thread split has a part-filled block."""
+    _use_threads(threads, monkeypatch)
+    torch.manual_seed(0)
+    ref = cls(6, 40, backend="reference", **kw).eval()
+    nat = cls(6, 40, backend="native", **kw).eval()
+    nat.load_state_dict(ref.state_dict())
+    x = torch.randn(9, 3, 6)
+    with torch.no_grad():
+        y, h = ref(x)
+    s = nat.stream(batch_size=3)
+    assert s.native
+    ys = torch.stack([s.step(x[t]) for t in range(9)])
+    torch.testing.assert_close(ys, y, **TOL[torch.float32])
+    torch.testing.assert_close(s.state, h, **TOL[torch.float32])
+    s.reset()
+    torch.testing.assert_close(s.step(x[0]), y[0], **TOL[torch.float32])
+    s.set_state(h)  # continue from the end of the sequence: the next step as the layer from state h would give
+    with torch.no_grad():
+        y_next, _ = ref(x[:1], h)
+    torch.testing.assert_close(s.step(x[0]), y_next[0], **TOL[torch.float32])
+
+
 def test_stream_rejects_bad_input():
     s = lnn.LSTM(5, 8, backend="native").eval().stream(batch_size=2)
     with pytest.raises(ValueError, match="x must have shape"):

@@ -2,7 +2,8 @@
 
 For online use (a sensor reading, a token) calling a whole layer per step costs far more than the step itself.
 ``layer.stream()`` returns a :class:`Stream`; each :meth:`Stream.step` runs every layer once for the new input,
-in one native call for an LSTM when the engine is built (weights are copied and laid out once, at creation).
+in one native call for an LSTM (but layer norm), GRU or RNN when the engine is built (weights are copied and laid
+out once, at creation).
 
 Example::
 
@@ -52,18 +53,20 @@ class Stream:
         weights = [layer._direction_weights(i) for i in range(layer.num_layers)]
         self._weights = [tuple(None if t is None else t.detach() for t in w) for w in weights]
         self._weights = [type(weights[0])(*w) for w in self._weights]
-        if (which == "native" and self.spec.mode == "lstm" and not self.spec.layer_norm
-                and self._weights[0].w_ih.dtype == torch.float32):
+        if which == "native" and not self.spec.layer_norm and self._weights[0].w_ih.dtype == torch.float32:
             from lstmkit._native import ops
 
             empty = torch.empty(0)
-            packed = []
-            for w in self._weights:
-                bias = (w.b_ih + w.b_hh) if w.b_ih is not None else empty
-                packed.append([w.w_ih.float(), w.w_hh.float(), bias.float(),
-                               empty if w.w_hr is None else w.w_hr.float(),
-                               empty if w.w_ph is None else w.w_ph.float()])
-            self._native = ops._C.LSTMStream(packed, batch_size, self.spec.coupled)
+
+            def f32(t):
+                return empty if t is None else t.float()
+            if self.spec.mode == "lstm":
+                packed = [[w.w_ih.float(), w.w_hh.float(), f32(None if w.b_ih is None else w.b_ih + w.b_hh),
+                           f32(w.w_hr), f32(w.w_ph)] for w in self._weights]
+                self._native = ops._C.LSTMStream(packed, batch_size, self.spec.coupled)
+            else:  # GRU, RNN (csrc/stream_gru.h)
+                packed = [[w.w_ih.float(), w.w_hh.float(), f32(w.b_ih), f32(w.b_hh)] for w in self._weights]
+                self._native = ops._C.CellStream(packed, batch_size, self.spec.mode)
         self.reset()
 
     @property
@@ -83,6 +86,8 @@ class Stream:
     @property
     def state(self) -> Tuple[Tensor, ...] | Tensor:
         """Current ``(h, c)`` for an LSTM, ``h`` otherwise (copies)."""
+        if self._native is not None and self._c is None:
+            return self._native.state().clone()
         if self._native is not None:
             h, c = self._native.state()
             return h.clone(), c.clone()
@@ -96,7 +101,7 @@ class Stream:
             raise ValueError(f"c must have shape {tuple(self._c.shape)}, got "
                              f"{None if c is None else tuple(c.shape)}")
         if self._native is not None:
-            self._native.set_state(h.float(), c.float())
+            self._native.set_state(*[t.float() for t in ((h,) if self._c is None else (h, c))])
         else:
             self._h.copy_(h)
             if c is not None:

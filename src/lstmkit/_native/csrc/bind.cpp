@@ -6,6 +6,7 @@
 #include "gemm.h"
 #include "gemm_tn.h"
 #include "stream.h"
+#include "stream_gru.h"
 
 namespace lstmkit {
 using at::Tensor;
@@ -111,6 +112,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
       .def("reset", &lstmkit::LSTMStream::reset)
       .def("state", &lstmkit::LSTMStream::state)
       .def("set_state", &lstmkit::LSTMStream::set_state);
+  pybind11::class_<lstmkit::CellStream>(mod, "CellStream")  // GRU and RNN streams (stream_gru.h)
+      .def(pybind11::init<const std::vector<std::vector<at::Tensor>>&, int64_t, const std::string&>())
+      .def("step", &lstmkit::CellStream::step)
+      .def("reset", &lstmkit::CellStream::reset)
+      .def("state", &lstmkit::CellStream::state)
+      .def("set_state", &lstmkit::CellStream::set_state);
   // direct entry points (the layers' autograd Functions and inference): skip the dispatcher and the Python autograd wrapper
   mod.def("lstm_fwd", &lstmkit::lstm_fwd);
   mod.def("lstm_fwd_infer", &lstmkit::lstm_fwd_infer);
