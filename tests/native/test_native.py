@@ -307,20 +307,35 @@ def test_opcheck_registered_ops():
 
 
 @pytest.mark.parametrize("kw", [{}, {"peephole": True, "num_layers": 2}, {"coupled": True},
-                                {"proj_size": 4, "num_layers": 2}])
+                                {"proj_size": 4, "num_layers": 2},
+                                # layer norm (csrc/stream_ln.h), with and without biases, a projection, peepholes
+                                {"layer_norm": True, "num_layers": 2},
+                                {"layer_norm": True, "peephole": True, "coupled": True, "bias": False},
+                                {"layer_norm": True, "proj_size": 3, "peephole": True, "num_layers": 2}])
 def test_stream_equals_layer(kw):
+    """The native stream, step by step, against the reference layer over the whole sequence: outputs, state,
+    reset, and set_state (continuing from the layer's final state)."""
+    torch.manual_seed(0)
+    ref = lnn.LSTM(5, 8, backend="reference", **kw).eval()
     m = lnn.LSTM(5, 8, backend="native", **kw).eval()
+    m.load_state_dict(ref.state_dict())
+    tol = TOL["ln"] if kw.get("layer_norm") else dict(atol=1e-5, rtol=1e-5)
     x = torch.randn(12, 3, 5)
-    y, (h, c) = m(x)
+    with torch.no_grad():
+        y, (h, c) = ref(x)
     s = m.stream(batch_size=3)
     assert s.native
     ys = torch.stack([s.step(x[t]) for t in range(12)])
-    torch.testing.assert_close(ys, y, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ys, y, **tol)
     hs, cs = s.state
-    torch.testing.assert_close(hs, h, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(cs, c, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(hs, h, **tol)
+    torch.testing.assert_close(cs, c, **tol)
     s.reset()
-    torch.testing.assert_close(s.step(x[0]), y[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(s.step(x[0]), y[0], **tol)
+    s.set_state(h, c)
+    with torch.no_grad():
+        y_next, _ = ref(x[:1], (h, c))
+    torch.testing.assert_close(s.step(x[0]), y_next[0], **tol)
 
 
 @pytest.mark.parametrize("cls,kw", [(lnn.GRU, {}), (lnn.GRU, {"num_layers": 2, "bias": False}), (lnn.RNN, {}),

@@ -2,8 +2,8 @@
 
 For online use (a sensor reading, a token) calling a whole layer per step costs far more than the step itself.
 ``layer.stream()`` returns a :class:`Stream`; each :meth:`Stream.step` runs every layer once for the new input,
-in one native call for an LSTM (but layer norm), GRU or RNN when the engine is built (weights are copied and laid
-out once, at creation).
+in one native call (LSTM with any option, GRU, RNN) when the engine is built (weights are copied and laid out once,
+at creation).
 
 Example::
 
@@ -53,14 +53,20 @@ class Stream:
         weights = [layer._direction_weights(i) for i in range(layer.num_layers)]
         self._weights = [tuple(None if t is None else t.detach() for t in w) for w in weights]
         self._weights = [type(weights[0])(*w) for w in self._weights]
-        if which == "native" and not self.spec.layer_norm and self._weights[0].w_ih.dtype == torch.float32:
+        if which == "native" and self._weights[0].w_ih.dtype == torch.float32:
             from lstmkit._native import ops
 
             empty = torch.empty(0)
 
             def f32(t):
                 return empty if t is None else t.float()
-            if self.spec.mode == "lstm":
+            if self.spec.layer_norm:  # csrc/stream_ln.h; b_ih and b_hh join LN_ih's bias, as in the layer
+                packed = [[w.w_ih.float(), w.w_hh.float(), w.ln_ih_w.float(),
+                           (w.ln_ih_b if w.b_ih is None else w.ln_ih_b + w.b_ih + w.b_hh).float(),
+                           w.ln_hh_w.float(), w.ln_hh_b.float(), w.ln_c_w.float(), w.ln_c_b.float(), f32(w.w_hr),
+                           f32(w.w_ph)] for w in self._weights]
+                self._native = ops._C.LnLSTMStream(packed, batch_size, self.spec.coupled)
+            elif self.spec.mode == "lstm":
                 packed = [[w.w_ih.float(), w.w_hh.float(), f32(None if w.b_ih is None else w.b_ih + w.b_hh),
                            f32(w.w_hr), f32(w.w_ph)] for w in self._weights]
                 self._native = ops._C.LSTMStream(packed, batch_size, self.spec.coupled)

@@ -7,6 +7,7 @@
 #include "gemm_tn.h"
 #include "stream.h"
 #include "stream_gru.h"
+#include "stream_ln.h"
 
 namespace lstmkit {
 using at::Tensor;
@@ -118,6 +119,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
       .def("reset", &lstmkit::CellStream::reset)
       .def("state", &lstmkit::CellStream::state)
       .def("set_state", &lstmkit::CellStream::set_state);
+  pybind11::class_<lstmkit::LnLSTMStream>(mod, "LnLSTMStream")  // layer-norm LSTM streams (stream_ln.h)
+      .def(pybind11::init<const std::vector<std::vector<at::Tensor>>&, int64_t, bool>())
+      .def("step", &lstmkit::LnLSTMStream::step)
+      .def("reset", &lstmkit::LnLSTMStream::reset)
+      .def("state", &lstmkit::LnLSTMStream::state)
+      .def("set_state", &lstmkit::LnLSTMStream::set_state);
   // direct entry points (the layers' autograd Functions and inference): skip the dispatcher and the Python autograd wrapper
   mod.def("lstm_fwd", &lstmkit::lstm_fwd);
   mod.def("lstm_fwd_infer", &lstmkit::lstm_fwd_infer);
