@@ -93,6 +93,8 @@ def test_rows_and_checks_of_each_suite(result):
     assert s["lstm-train"]["extras"]["1x5x4x8"]["checks"]["max_abs_diff_vs_torch"] < 1e-5
     assert s["lengths-train"]["extras"]["1x5x4x8"]["checks"]["max_abs_diff_vs_torch_packed"] < 1e-5
     assert s["stream"]["extras"]["H=8"]["checks"]["max_abs_diff_vs_lstmcell_last_step"] < 1e-5
+    assert s["stream"]["extras"]["H=8"]["checks"]["gru_max_abs_diff_vs_grucell_last_step"] < 1e-5
+    assert set(s["stream"]["rows"]) == {"lstmkit", "torch_lstmcell", "lstmkit_gru", "torch_grucell"}
     assert set(s["variants-train"]["rows"]) == {"lstmkit_standard"} | {
         f"{kind}_{v}" for kind in ("lstmkit", "loop") for v in ("peephole", "layer_norm", "coupled")}
     if not backend.native_available():  # the loop row would repeat the lstmkit row: skipped with a note

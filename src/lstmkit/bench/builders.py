@@ -302,8 +302,39 @@ def build_stream(shape, ctx: Context):
                 hc = cell(x_t, hc)
         return hc[0]
     checks = {"max_abs_diff_vs_lstmcell_last_step": _diff(run_ours(), run_cell()), "steps_per_call": steps}
+    gru_rows, gru_checks = _gru_stream_rows(d, h, xs, ctx)
+    checks.update(gru_checks)
     return [Row("lstmkit", label, run_ours, divisor=steps),
-            Row("torch_lstmcell", "torch.nn.LSTMCell per step", run_cell, divisor=steps)], {"checks": checks}
+            Row("torch_lstmcell", "torch.nn.LSTMCell per step", run_cell, divisor=steps)] + gru_rows, \
+        {"checks": checks}
+
+
+def _gru_stream_rows(d: int, h: int, xs: torch.Tensor, ctx: Context):
+    """The GRU's stream (no target; the issue's streaming target is the LSTM's) against torch.nn.GRUCell."""
+    steps = xs.size(0)
+    ours = lnn.GRU(d, h, backend=ctx.backend).eval()
+    cell = torch.nn.GRUCell(d, h).eval()
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(cell, name).copy_(getattr(ours, f"{name}_l0"))
+    stream = ours.stream(batch_size=1)
+
+    def run_ours():
+        stream.reset()
+        for x_t in xs:
+            y = stream.step(x_t)
+        return y
+
+    def run_cell():
+        with torch.inference_mode():
+            hx = torch.zeros(1, h)
+            for x_t in xs:
+                hx = cell(x_t, hx)
+        return hx
+    label = lstmkit_label(ctx, "lstmkit GRU", CellSpec("gru", h)) + " stream.step"
+    checks = {"gru_max_abs_diff_vs_grucell_last_step": _diff(run_ours(), run_cell())}
+    return [Row("lstmkit_gru", label, run_ours, divisor=steps),
+            Row("torch_grucell", "torch.nn.GRUCell per step", run_cell, divisor=steps)], checks
 
 
 def build_gflops(shape, ctx: Context):
