@@ -135,11 +135,15 @@ def test_two_thread_gru_matches_reference(kw, monkeypatch):
                                     (lnn.LSTM, {"layer_norm": True, "peephole": True}),
                                     (lnn.LSTM, {"layer_norm": True, "coupled": True, "bias": False, "num_layers": 2,
                                                 "dropout": 0.5}),
-                                    (lnn.GRU, {}), (lnn.GRU, {"bias": False, "num_layers": 2, "dropout": 0.5})])
+                                    (lnn.GRU, {}), (lnn.GRU, {"bias": False, "num_layers": 2, "dropout": 0.5}),
+                                    (lnn.LSTM, {"proj_size": 5}),
+                                    (lnn.LSTM, {"proj_size": 3, "peephole": True, "coupled": True, "bias": False,
+                                                "num_layers": 2})])
 @pytest.mark.parametrize("with_lengths", [False, True])
 def test_bidirectional_directions_at_once_match_reference(cls, kw, with_lengths, monkeypatch):
     """Two threads: a bidirectional layer runs its directions at once, one per thread (csrc/bilayer.cpp,
-    csrc/gru_layer.cpp, csrc/ln_layer.cpp), in training (the pair node, every gradient) and in inference."""
+    csrc/gru_layer.cpp, csrc/ln_layer.cpp, csrc/lstm.cpp's pair functions for a projection), in training (the pair
+    node or Function, every gradient) and in inference."""
     _use_threads(2, monkeypatch)
     ref, nat = _pair(cls, 6, 20, bidirectional=True, **kw)
     x = torch.randn(7, 9, 6)

@@ -111,24 +111,65 @@ def lstm_setup(ctx, inputs, output):
     ctx.coupled = coupled
     ctx.save_for_backward(h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, y, gates, cn, cs, m)
 
+def _lstm_weight_grads(needs, saved, dG, dhn, coupled):
+    """``(dW_hh, dW_hr, dW_ph)`` (None where absent or not needed: ``needs`` for the three) of one LSTM
+    layer-direction after its backward kernel, from what lstm_setup saved."""
+    h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, y, gates, cn, cs, m = saved
+    T, B, GH = gates.shape
+    P, H = h0.shape[1], c0.shape[1]
+    d_w_hh = d_w_hr = d_w_ph = None
+    if needs[0]:  # a bf16 layer: its largest GEMM in bf16 too (fp32 accumulation)
+        d_w_hh = _recurrent_weight_grad(dG.view(T * B, GH), h0, y, rd_mask, w_hh.dtype)
+    if w_hr is not None and needs[1]:
+        d_w_hr = dhn.view(T * B, P).t().mm(m.view(T * B, H))
+    if w_ph is not None and needs[2]:
+        d_w_ph = _peephole_grad(dG, c0, cs if zo_c is not None else cn, cn, coupled)
+    return d_w_hh, d_w_hr, d_w_ph
+
+
 def lstm_backward(ctx, dy, dhT, dcT, *_unused):
-    h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, y, gates, cn, cs, m = ctx.saved_tensors
+    saved = ctx.saved_tensors
+    h0, c0, w_hh, w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, y, gates, cn, cs, m = saved
     dG, dh0, dc0, dhn = _bwd(ctx).lstm_bwd(
         _zeros_if_none(dy, y), _zeros_if_none(dhT, h0), _zeros_if_none(dcT, c0), gates, cn, cs, c0, w_hh,
         w_hr, w_ph, batch_sizes, rd_mask, zo_h, zo_c, ctx.coupled)
-    T, B, GH = gates.shape
-    P, H = h0.shape[1], c0.shape[1]
-    dG2 = dG.view(T * B, GH)
-    d_w_hh = None
-    if ctx.needs_input_grad[3]:  # a bf16 layer: its largest GEMM in bf16 too (fp32 accumulation)
-        d_w_hh = _recurrent_weight_grad(dG2, h0, y, rd_mask, w_hh.dtype)
-    d_w_hr = None
-    if w_hr is not None and ctx.needs_input_grad[4]:
-        d_w_hr = dhn.view(T * B, P).t().mm(m.view(T * B, H))
-    d_w_ph = None
-    if w_ph is not None and ctx.needs_input_grad[5]:
-        d_w_ph = _peephole_grad(dG, c0, cs if zo_c is not None else cn, cn, ctx.coupled)
-    return dG, dh0, dc0, d_w_hh, d_w_hr, d_w_ph, None, None, None, None, None
+    grads = _lstm_weight_grads(ctx.needs_input_grad[3:6], saved, dG, dhn, ctx.coupled)
+    return (dG, dh0, dc0, *grads, None, None, None, None, None)
+
+
+class LstmPair(torch.autograd.Function):
+    """Both directions of a bidirectional projection LSTM's recurrence at once, one per core (``_C.lstm_fwd_pair``,
+    csrc/lstm.cpp): inputs ``(gx, h0, c0, w_hh, w_hr, w_ph)`` per direction, then ``batch_sizes`` and
+    ``coupled``; outputs lstm_fwd's seven per direction. Gradients as :func:`lstm_backward` gives them."""
+
+    @staticmethod
+    def forward(ctx, *inputs):
+        batch_sizes, coupled = inputs[12], inputs[13]
+        out = _C.lstm_fwd_pair(*inputs, True)
+        ctx.coupled = coupled
+        dirs = [inputs[:6], inputs[6:12]]
+        ctx.save_for_backward(*[t for d in range(2) for t in (*dirs[d][1:], batch_sizes, None, None, None,
+                                                              *out[7 * d:7 * d + 1], *out[7 * d + 3:7 * d + 7])])
+        ctx.mark_non_differentiable(*out[3:7], *out[10:14])
+        ctx.set_materialize_grads(False)
+        return tuple(out)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        saved = ctx.saved_tensors
+        dirs = [saved[:14], saved[14:]]
+        args = []
+        for d, (h0, c0, w_hh, w_hr, w_ph, batch_sizes, _rd, _zh, _zc, y, gates, cn, cs, _m) in enumerate(dirs):
+            dy, dhT, dcT = grads[7 * d:7 * d + 3]
+            args += [_zeros_if_none(dy, y), _zeros_if_none(dhT, h0), _zeros_if_none(dcT, c0), gates, cn, cs, c0,
+                     w_hh, w_hr, w_ph]
+        back = _C.lstm_bwd_pair(*args, dirs[0][5], ctx.coupled)
+        result = []
+        for d in range(2):
+            dG, dh0, dc0, dhn = back[4 * d:4 * d + 4]
+            needs = ctx.needs_input_grad[6 * d + 3:6 * d + 6]
+            result += [dG, dh0, dc0, *_lstm_weight_grads(needs, dirs[d], dG, dhn, ctx.coupled)]
+        return (*result, None, None)
 
 
 def _fake_lstm_ln_fwd(gx, h0, c0, w_hh, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c,
@@ -256,7 +297,7 @@ def build(C) -> dict:
     global _C
     _C = C
     _register()
-    return {"lstm_fwd": _function("lstm_fwd", lstm_setup, lstm_backward),
+    return {"lstm_fwd": _function("lstm_fwd", lstm_setup, lstm_backward), "lstm_fwd_pair": LstmPair,
             "lstm_ln_fwd": _function("lstm_ln_fwd", ln_setup, ln_backward),
             "gru_fwd": _function("gru_fwd", gru_setup, gru_backward),
             "rnn_fwd": _function("rnn_fwd", rnn_setup, rnn_backward)}

@@ -166,13 +166,15 @@ def run_bidirectional(spec, dirs, lengths: Optional[Tensor] = None):
     """Both directions of a bidirectional LSTM or GRU layer at once, one per core (csrc/bilayer.cpp,
     csrc/gru_layer.cpp): ``dirs`` holds, per direction, ``(x, h0, c0, w)`` as for :func:`run_direction` (the
     reverse direction's x already reversed within each length; c0 None for the GRU); returns ``[(y, h_T, c_T)] * 2``
-    as two run_direction calls would, or None when the layer is not a case the pair covers: the LSTM without
-    projection, the fp32 layer-norm LSTM, the fp32 GRU (the caller passes no zoneout or recurrent-dropout
-    masks)."""
+    as two run_direction calls would, or None when the layer is not a case the pair covers: the LSTM, the fp32
+    projection LSTM (:func:`_projection_pair`), the fp32 layer-norm LSTM (without projection), the fp32 GRU (the
+    caller passes no zoneout or recurrent-dropout masks)."""
     (x, h0f, c0f, wf), (x_rev, h0r, c0r, wr) = dirs
     gru = spec.mode == "gru"
     ln = spec.mode == "lstm" and spec.layer_norm
-    if spec.mode not in ("lstm", "gru") or wf.w_hr is not None or ((gru or ln) and not _all_f32(x, *wf, *wr)):
+    if spec.mode == "lstm" and wf.w_hr is not None:
+        return None if ln or not _all_f32(x, *wf, *wr) else _projection_pair(spec, dirs, lengths)
+    if spec.mode not in ("lstm", "gru") or ((gru or ln) and not _all_f32(x, *wf, *wr)):
         return None
     perm = batch_sizes = None
     if lengths is not None:  # the pair nodes sort the batch themselves (perm), as the one-direction nodes do
@@ -199,6 +201,35 @@ def run_bidirectional(spec, dirs, lengths: Optional[Tensor] = None):
     if low:
         out = [t.to(x.dtype) for t in out]
     return [tuple(out[:3]), tuple(out[3:])]
+
+
+def _projection_pair(spec, dirs, lengths: Optional[Tensor]):
+    """Both directions of an fp32 projection LSTM layer: each direction's input projection, then the two recurrences
+    at once, one per core (formulas.LstmPair, csrc/lstm.cpp's pair functions); as :func:`run_bidirectional`."""
+    T = dirs[0][0].size(0)
+    perm = inv = batch_sizes = None
+    if lengths is not None:
+        perm, inv, batch_sizes = _sort_by_length(lengths, T)
+    args, needs_grad = [], False
+    for x, h0, c0, w in dirs:
+        if perm is not None:
+            (x,), (h0, c0) = _reorder(perm, 1, x), _reorder(perm, 0, h0, c0)
+        bias = None if w.b_ih is None else w.b_ih + w.b_hh
+        gx = _project(x, w.w_ih, bias)  # (T, B, 4H): one GEMM over all T*B rows
+        args += [gx, h0.contiguous(), c0.contiguous(), w.w_hh, w.w_hr, w.w_ph]
+        needs_grad = needs_grad or any(t is not None and t.requires_grad for t in (gx, h0, c0, w.w_hh, w.w_hr, w.w_ph))
+    needs_grad = needs_grad and torch.is_grad_enabled()
+    if needs_grad:
+        out = FUNCTIONS["lstm_fwd_pair"].apply(*args, batch_sizes, spec.coupled)
+    else:
+        out = _C.lstm_fwd_pair(*args, batch_sizes, spec.coupled, False)
+    results = []
+    for d in range(2):
+        y, h, c = out[7 * d:7 * d + 3]
+        if inv is not None:
+            (y,), (h, c) = _reorder(inv, 1, y), _reorder(inv, 0, h, c)
+        results.append((y, h, c))
+    return results
 
 
 def run_direction(spec, x: Tensor, h0: Tensor, c0: Optional[Tensor], w, lengths: Optional[Tensor] = None,

@@ -37,6 +37,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(
     const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
     const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
     const Tensor&, const OT&, const OT&, const OT&, const OT&, const OT&, bool, const OT&);
+std::vector<Tensor> lstm_fwd_pair(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&,
+                                  const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&,
+                                  const OT&, bool, bool);
+std::vector<Tensor> lstm_bwd_pair(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                  const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&, const Tensor&,
+                                  const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                  const Tensor&, const Tensor&, const OT&, const OT&, const OT&, bool);
 std::vector<Tensor> lstm_layer(const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&, const OT&,
                                const OT&, const Tensor&, const Tensor&, bool, const OT&);
 std::vector<Tensor> lstm_ln_layer(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OT&, const OT&,
@@ -141,6 +148,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
   mod.def("lstm_ln_layer", &lstmkit::lstm_ln_layer);
   mod.def("lstm_ln_bilayer", &lstmkit::lstm_ln_bilayer);  // both directions at once, one per core (ln_layer.cpp)
   // both directions of a bidirectional layer at once, one per core (bilayer.cpp): the node and its inference twin
+  mod.def("lstm_fwd_pair", &lstmkit::lstm_fwd_pair);  // a projection layer's two directions at once (lstm.cpp)
+  mod.def("lstm_bwd_pair", &lstmkit::lstm_bwd_pair);
   mod.def("lstm_bilayer", &lstmkit::lstm_bilayer);
   mod.def("lstm_bilayer_infer", &lstmkit::lstm_bilayer_infer);
   // the GRU's layer node, its inference twin, and both directions at once (gru_layer.cpp)

@@ -1,4 +1,5 @@
-// Fused LSTM recurrence (standard, peephole, coupled, projection; zoneout, recurrent dropout, lengths): fwd + bwd.
+// Fused LSTM recurrence (standard, peephole, coupled, projection; zoneout, recurrent dropout, lengths): fwd + bwd,
+// and both directions of a bidirectional projection layer at once (the pair functions at the end).
 //
 // The input projection G_x = X W_ih^T + b (all T*B rows) and the weight gradients are large GEMMs done by the
 // caller (lstmkit/_native/ops.py); this file holds only what is sequential: per step one GEMM accumulating
@@ -7,6 +8,7 @@
 // their length are never touched and keep their final state (PackedSequence's scheme, without packing).
 #include "kernels.h"
 #include "fused.h"
+#include "team.h"
 
 #include <torch/library.h>
 
@@ -262,6 +264,53 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_bwd(
     for (int64_t k = 0; k < bt * P; ++k) dhp[k] += rdp ? rec[k] * rdp[k] : rec[k];
   }
   return {dG, dh, dc, dhn_all};
+}
+
+}  // namespace lstmkit
+
+namespace lstmkit {
+
+using OT = c10::optional<Tensor>;
+
+// Both directions of a bidirectional projection LSTM layer at once, one per core (the Function path's pair,
+// ops.py's run_bidirectional): lstm_fwd (save) or lstm_fwd_infer on each direction's G_x, no masks. Returns the
+// forward direction's seven outputs, then the reverse direction's.
+std::vector<Tensor> lstm_fwd_pair(const Tensor& gx_f, const Tensor& h0_f, const Tensor& c0_f, const Tensor& w_hh_f,
+                                  const OT& w_hr_f, const OT& w_ph_f, const Tensor& gx_r, const Tensor& h0_r,
+                                  const Tensor& c0_r, const Tensor& w_hh_r, const OT& w_hr_r, const OT& w_ph_r,
+                                  const OT& batch_sizes, bool coupled, bool save) {
+  std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> out[2];
+  run_both([&](int d) {
+    out[d] = d == 0 ? lstm_fwd_impl(save, gx_f, h0_f, c0_f, w_hh_f, w_hr_f, w_ph_f, batch_sizes, c10::nullopt,
+                                    c10::nullopt, c10::nullopt, coupled)
+                    : lstm_fwd_impl(save, gx_r, h0_r, c0_r, w_hh_r, w_hr_r, w_ph_r, batch_sizes, c10::nullopt,
+                                    c10::nullopt, c10::nullopt, coupled);
+  });
+  std::vector<Tensor> all;
+  for (const auto& o : out)
+    for (const Tensor& t : {std::get<0>(o), std::get<1>(o), std::get<2>(o), std::get<3>(o), std::get<4>(o),
+                            std::get<5>(o), std::get<6>(o)})
+      all.push_back(t);
+  return all;
+}
+
+// The backward of lstm_fwd_pair: lstm_bwd on each direction at once. Returns dG, dh0, dc0, dhn of the forward
+// direction, then of the reverse one.
+std::vector<Tensor> lstm_bwd_pair(const Tensor& dy_f, const Tensor& dhT_f, const Tensor& dcT_f, const Tensor& gates_f,
+                                  const Tensor& cn_f, const Tensor& cs_f, const Tensor& c0_f, const Tensor& w_hh_f,
+                                  const OT& w_hr_f, const OT& w_ph_f, const Tensor& dy_r, const Tensor& dhT_r,
+                                  const Tensor& dcT_r, const Tensor& gates_r, const Tensor& cn_r, const Tensor& cs_r,
+                                  const Tensor& c0_r, const Tensor& w_hh_r, const OT& w_hr_r, const OT& w_ph_r,
+                                  const OT& batch_sizes, bool coupled) {
+  std::tuple<Tensor, Tensor, Tensor, Tensor> out[2];
+  run_both([&](int d) {
+    out[d] = d == 0 ? lstm_bwd(dy_f, dhT_f, dcT_f, gates_f, cn_f, cs_f, c0_f, w_hh_f, w_hr_f, w_ph_f, batch_sizes,
+                               c10::nullopt, c10::nullopt, c10::nullopt, coupled)
+                    : lstm_bwd(dy_r, dhT_r, dcT_r, gates_r, cn_r, cs_r, c0_r, w_hh_r, w_hr_r, w_ph_r, batch_sizes,
+                               c10::nullopt, c10::nullopt, c10::nullopt, coupled);
+  });
+  return {std::get<0>(out[0]), std::get<1>(out[0]), std::get<2>(out[0]), std::get<3>(out[0]),
+          std::get<0>(out[1]), std::get<1>(out[1]), std::get<2>(out[1]), std::get<3>(out[1])};
 }
 
 }  // namespace lstmkit
