@@ -308,6 +308,32 @@ def test_opcheck_registered_ops():
     gxr = torch.randn(T, B, H, requires_grad=True)
     torch.library.opcheck(torch.ops.lstmkit.rnn_fwd, (gxr, h0, torch.randn(H, H, requires_grad=True), bs, None,
                                                       None, True))
+    # the backward ops on their own (schema and fake kernels; they have no autograd of their own), fed with what
+    # their forward ops save
+    with torch.no_grad():
+        y, _, _, gates, cn, cs, _ = torch.ops.lstmkit.lstm_fwd(gx, h0, c0, w_hh, None, w_ph, bs, None, None, None,
+                                                               False)
+        torch.library.opcheck(torch.ops.lstmkit.lstm_bwd, (torch.randn_like(y), torch.randn_like(h0),
+                                                           torch.randn_like(c0), gates, cn, cs, c0, w_hh, None, w_ph,
+                                                           bs, None, None, None, False), test_utils=("test_schema",
+                                                                                                  "test_faketensor"))
+        o = torch.ops.lstmkit.lstm_ln_fwd(gx, h0p, c0, w_hhp, *ln, w_ph, bs, None, None, None, False,
+                                          torch.randn(P, H))
+        torch.library.opcheck(torch.ops.lstmkit.lstm_ln_bwd, (torch.randn_like(o[0]), torch.randn_like(h0p),
+                                                              torch.randn_like(c0), o[3], o[4], o[5], c0, w_hhp,
+                                                              o[6], o[7], o[8], o[9], ln[0], ln[2], ln[3], w_ph, bs,
+                                                              None, None, None, False, torch.randn(P, H)),
+                              test_utils=("test_schema", "test_faketensor"))
+        w_hhg = torch.randn(3 * H, H)
+        yg, _, gates_g, ghn = torch.ops.lstmkit.gru_fwd(gxg, h0, w_hhg, None, bs, None, None)
+        torch.library.opcheck(torch.ops.lstmkit.gru_bwd, (torch.randn_like(yg), torch.randn_like(h0), gates_g, ghn, h0,
+                                                          yg, w_hhg, bs, None, None),
+                              test_utils=("test_schema", "test_faketensor"))
+        w_hhr = torch.randn(H, H)
+        yr, _, hn = torch.ops.lstmkit.rnn_fwd(gxr, h0, w_hhr, bs, None, None, True)
+        torch.library.opcheck(torch.ops.lstmkit.rnn_bwd, (torch.randn_like(yr), torch.randn_like(h0), yr, w_hhr, bs,
+                                                          None, None, True),
+                              test_utils=("test_schema", "test_faketensor"))
 
 
 @pytest.mark.parametrize("kw", [{}, {"peephole": True, "num_layers": 2}, {"coupled": True},

@@ -199,11 +199,12 @@ LnFwd lstm_ln_fwd(const Tensor& gx, const Tensor& h0, const Tensor& c0, const Te
 
 // Returns dA (T,B,G*H) = dLoss/dgx, dGh (T,B,G*H) = dLoss/d(h W_hh^T) (before LN), dh0, dc0,
 // dcl (T,B,H) = dLoss/dLN_c(c_t) for the LN_c gain and bias gradients, and with a projection (w_hr (P, H))
-// dR (T,B,P) = dLoss/d(m_t W_hr^T) for the caller's dW_hr = dR^T m (else empty). The two threads share the loop as in the
-// forward: by rows, or (one sequence) each step's GEMM dh_{t-1} += dGh_t W_hh by its H output columns, with both
-// threads running the row passes on the whole batch, each carrying its own dh and dc; the GEMM's halves meet in a
-// buffer double-buffered by step parity, one barrier per step.
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor& dy_in, const Tensor& dhT, const Tensor& dcT, const Tensor& gates,
+// dR (T,B,P) = dLoss/d(m_t W_hr^T) for the caller's dW_hr = dR^T m (else empty). The two threads share the loop
+// as in the forward: by rows, or (one sequence) each step's GEMM dh_{t-1} += dGh_t W_hh by its H output columns,
+// with both threads running the row passes on the whole batch, each carrying its own dh and dc; the GEMM's halves
+// meet in a buffer double-buffered by step parity, one barrier per step.
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_ln_bwd(const Tensor& dy_in, const Tensor& dhT,
+                                const Tensor& dcT, const Tensor& gates,
                                 const Tensor& cn, const Tensor& cs, const Tensor& c0, const Tensor& w_hh_in,
                                 const Tensor& n_hh, const Tensor& r_hh, const Tensor& n_c, const Tensor& r_c,
                                 const Tensor& ln_hh_w, const Tensor& ln_c_w, const Tensor& ln_c_b,
