@@ -592,3 +592,38 @@ def test_unsorted_lengths_equal_the_presorted_batch_exactly(cls, kw, train):
         elif 1 <= i <= n_states or i == 2 + n_states:  # h_n, c_n and dh0: (1, B, H)
             u = u[:, order]
         torch.testing.assert_close(u, p, atol=0, rtol=0)
+
+
+def test_torch_compile_runs_the_native_layer_eagerly():
+    """Under torch.compile a native layer is one graph break (RNNBase._forward_eager, torch.compiler.disable) without
+    dynamo's warnings about untraceable pybind functions; the compiled model gives the eager model's outputs and
+    gradients."""
+    import warnings
+
+    import torch._dynamo
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp = torch.nn.Linear(5, 8)
+            self.rnn = lnn.LSTM(8, 12, batch_first=True, bidirectional=True, num_layers=2, backend="native")
+            self.out = torch.nn.Linear(24, 2)
+
+        def forward(self, x):
+            return self.out(self.rnn(torch.relu(self.inp(x)))[0])
+
+    torch.manual_seed(0)
+    model = Model()
+    x = torch.randn(3, 7, 5)
+    torch._dynamo.reset()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        y = torch.compile(model, backend="eager")(x)
+    assert not [w for w in caught if "Dynamo" in str(w.message)], [str(w.message)[:200] for w in caught]
+    y_eager = model(x)
+    torch.testing.assert_close(y, y_eager, atol=0, rtol=0)
+    grads = [torch.autograd.grad(out.sum(), list(model.parameters())) for out in (y, y_eager)]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    torch._dynamo.reset()
+    assert torch._dynamo.explain(model)(x).graph_break_count == 1

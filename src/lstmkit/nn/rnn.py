@@ -277,6 +277,18 @@ class RNNBase(nn.Module):
         return None if y is None else (y, h, c)
 
     def _forward(self, input, hx, lengths, with_cell: bool):
+        if _backend.resolve(self.backend) == "native":
+            return self._forward_eager(input, hx, lengths, with_cell)
+        return self._forward_impl(input, hx, lengths, with_cell)
+
+    # The native engine's entry points are pybind functions that torch.compile cannot trace. Under torch.compile a
+    # native layer therefore runs eagerly, as one graph break without dynamo's warnings, and the rest of the model
+    # compiles. (Eagerly the wrapper costs about 0.4 us a call.)
+    @torch.compiler.disable
+    def _forward_eager(self, input, hx, lengths, with_cell: bool):
+        return self._forward_impl(input, hx, lengths, with_cell)
+
+    def _forward_impl(self, input, hx, lengths, with_cell: bool):
         x, lens, common, unbatched, packed = self._prepare(input, lengths)
         if with_cell:
             if hx is not None and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
