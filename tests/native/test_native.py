@@ -1,75 +1,16 @@
 """The native engine against the reference path (the spec): values and all gradients, every cell and option."""
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
 import lstmkit.nn as lnn
 from lstmkit import backend
+from native_helpers import TOL, _assert_match, _flat, _pair, _run, _use_threads
 
 pytestmark = pytest.mark.skipif(not backend.native_available(), reason=f"native engine not built: "
                                 f"{backend.native_error()}")
-
-# float32 against float32: the two backends sum in different orders; layer norm's 1/std amplifies that
-TOL = {torch.float32: dict(atol=2e-5, rtol=1e-4), "ln": dict(atol=1e-4, rtol=1e-4)}
-
-
-def _use_threads(n: int, monkeypatch) -> None:
-    """n intra-op threads (tests/conftest.py restores one after the test) and the engine's n-thread paths forced,
-    whatever the two-thread team's barrier costs at the moment."""
-    torch.set_num_threads(n)
-    monkeypatch.setenv("LSTMKIT_THREADS", str(n))
-
-
-def _pair(cls, D, H, **kw):
-    torch.manual_seed(0)
-    ref = cls(D, H, backend="reference", **kw)
-    nat = cls(D, H, backend="native", **kw)
-    nat.load_state_dict(ref.state_dict())
-    return ref, nat
-
-
-def _run(m, x, lengths, train, seed=7):
-    """Outputs, final states, and gradients of input and every parameter of a weighted loss."""
-    m.train(train)
-    x = x.clone().requires_grad_()
-    torch.manual_seed(seed)  # same dropout / zoneout masks on both backends
-    y, st = m(x, lengths=lengths)
-    states = st if isinstance(st, tuple) else (st,)
-    w = torch.linspace(-1, 1, y.numel()).view_as(y)
-    loss = (y * w).sum() + sum((s * s).sum() for s in states)
-    loss.backward()
-    return [y.detach(), *[s.detach() for s in states], x.grad] + [p.grad for p in m.parameters()]
-
-
-def _assert_match(ref, nat, x, lengths=None, train=False):
-    ln = getattr(ref, "layer_norm", False)
-    tol = TOL["ln"] if ln else TOL[torch.float32]
-    a, b = _run(ref, x, lengths, train), _run(nat, x, lengths, train)
-    names = ["output", "h_n", "c_n", "input.grad"][: len(a) - len(list(ref.parameters()))]
-    names += [n + ".grad" for n, _ in ref.named_parameters()]
-    assert len(a) == len(b)
-    truth = None
-    for i, (name, u, v) in enumerate(zip(names, a, b)):
-        try:
-            torch.testing.assert_close(v, u, **tol, msg=lambda s: f"{name}: {s}")
-        except AssertionError:
-            if not ln:
-                raise
-            # Layer norm over few values with a small variance amplifies rounding (1/std up to 1/sqrt(eps)), and
-            # elementwise closeness of two fp32 results then fails about once in 30 random shapes. There the
-            # float64 reference decides: the native error must be within 4x the fp32 reference's own, or within
-            # 1e-4 of the tensor's largest value (seen: up to 5e-5, against 5e-6 for ATen's layer norm).
-            truth = truth or _run(copy.deepcopy(ref).double(), x.double(), lengths, train)
-            t = truth[i]
-            err_native, err_ref = (v.double() - t).abs().max().item(), (u.double() - t).abs().max().item()
-            scale = t.abs().max().item()
-            assert err_native <= max(4 * err_ref + tol["atol"], 1e-4 * scale), (
-                f"{name}: native error {err_native:.2e} against float64 (largest value {scale:.2e}), "
-                f"fp32 reference's {err_ref:.2e}")
 
 
 LSTM_OPTIONS = [{}, {"peephole": True}, {"coupled": True}, {"coupled": True, "peephole": True},
@@ -185,12 +126,6 @@ def test_bidirectional_pair_raises_an_error_from_either_thread(monkeypatch):
                               h0, h0, False, None)
 
 
-def _flat(out):
-    """(y, (h, c)) or (y, h) as a flat list."""
-    y, st = out
-    return [y, *st] if isinstance(st, tuple) else [y, st]
-
-
 @pytest.mark.parametrize("kw,dtype", [({}, torch.float32), ({"peephole": True}, torch.float32),
                                       ({"layer_norm": True}, torch.float32), ({}, torch.bfloat16)])
 def test_loss_on_output_only(kw, dtype):
@@ -283,209 +218,6 @@ def test_random_shapes_match_reference(B, T, D, H, mode, bidir, layers, use_leng
     _assert_match(ref, nat, x, lengths)
 
 
-def test_opcheck_registered_ops():
-    """torch.library.opcheck: schema, fake (meta) kernels and autograd registration of the native ops."""
-    from lstmkit._native import ops  # noqa: F401  (registers autograd and fake kernels)
-
-    T, B, H, D = 3, 2, 4, 3
-    torch.manual_seed(0)
-    gx = torch.randn(T, B, 4 * H, requires_grad=True)
-    h0, c0 = torch.randn(B, H, requires_grad=True), torch.randn(B, H, requires_grad=True)
-    w_hh = torch.randn(4 * H, H, requires_grad=True)
-    w_ph = torch.randn(3 * H, requires_grad=True)
-    bs = torch.tensor([2, 2, 1])
-    torch.library.opcheck(torch.ops.lstmkit.lstm_fwd, (gx, h0, c0, w_hh, None, w_ph, bs, None, None, None, False))
-    ln = [torch.randn(4 * H, requires_grad=True) for _ in range(2)] + [torch.randn(H, requires_grad=True)
-                                                                       for _ in range(2)]
-    torch.library.opcheck(torch.ops.lstmkit.lstm_ln_fwd, (gx, h0, c0, w_hh, *ln, w_ph, bs, None, None, None, False))
-    P = 3  # with a projection W_hr (P, H): h0 and W_hh's columns of size P
-    h0p, w_hhp = torch.randn(B, P, requires_grad=True), torch.randn(4 * H, P, requires_grad=True)
-    torch.library.opcheck(torch.ops.lstmkit.lstm_ln_fwd, (gx, h0p, c0, w_hhp, *ln, w_ph, bs, None, None, None, False,
-                                                          torch.randn(P, H, requires_grad=True)))
-    gxg = torch.randn(T, B, 3 * H, requires_grad=True)
-    torch.library.opcheck(torch.ops.lstmkit.gru_fwd, (gxg, h0, torch.randn(3 * H, H, requires_grad=True),
-                                                      torch.randn(3 * H, requires_grad=True), None, None, None))
-    gxr = torch.randn(T, B, H, requires_grad=True)
-    torch.library.opcheck(torch.ops.lstmkit.rnn_fwd, (gxr, h0, torch.randn(H, H, requires_grad=True), bs, None,
-                                                      None, True))
-    # the backward ops on their own (schema and fake kernels; they have no autograd of their own), fed with what
-    # their forward ops save
-    with torch.no_grad():
-        y, _, _, gates, cn, cs, _ = torch.ops.lstmkit.lstm_fwd(gx, h0, c0, w_hh, None, w_ph, bs, None, None, None,
-                                                               False)
-        torch.library.opcheck(torch.ops.lstmkit.lstm_bwd, (torch.randn_like(y), torch.randn_like(h0),
-                                                           torch.randn_like(c0), gates, cn, cs, c0, w_hh, None, w_ph,
-                                                           bs, None, None, None, False), test_utils=("test_schema",
-                                                                                                  "test_faketensor"))
-        o = torch.ops.lstmkit.lstm_ln_fwd(gx, h0p, c0, w_hhp, *ln, w_ph, bs, None, None, None, False,
-                                          torch.randn(P, H))
-        torch.library.opcheck(torch.ops.lstmkit.lstm_ln_bwd, (torch.randn_like(o[0]), torch.randn_like(h0p),
-                                                              torch.randn_like(c0), o[3], o[4], o[5], c0, w_hhp,
-                                                              o[6], o[7], o[8], o[9], ln[0], ln[2], ln[3], w_ph, bs,
-                                                              None, None, None, False, torch.randn(P, H)),
-                              test_utils=("test_schema", "test_faketensor"))
-        w_hhg = torch.randn(3 * H, H)
-        yg, _, gates_g, ghn = torch.ops.lstmkit.gru_fwd(gxg, h0, w_hhg, None, bs, None, None)
-        torch.library.opcheck(torch.ops.lstmkit.gru_bwd, (torch.randn_like(yg), torch.randn_like(h0), gates_g, ghn, h0,
-                                                          yg, w_hhg, bs, None, None),
-                              test_utils=("test_schema", "test_faketensor"))
-        w_hhr = torch.randn(H, H)
-        yr, _, hn = torch.ops.lstmkit.rnn_fwd(gxr, h0, w_hhr, bs, None, None, True)
-        torch.library.opcheck(torch.ops.lstmkit.rnn_bwd, (torch.randn_like(yr), torch.randn_like(h0), yr, w_hhr, bs,
-                                                          None, None, True),
-                              test_utils=("test_schema", "test_faketensor"))
-
-
-@pytest.mark.parametrize("kw", [{}, {"peephole": True, "num_layers": 2}, {"coupled": True},
-                                {"proj_size": 4, "num_layers": 2},
-                                # layer norm (csrc/stream_ln.h), with and without biases, a projection, peepholes
-                                {"layer_norm": True, "num_layers": 2},
-                                {"layer_norm": True, "peephole": True, "coupled": True, "bias": False},
-                                {"layer_norm": True, "proj_size": 3, "peephole": True, "num_layers": 2}])
-def test_stream_equals_layer(kw):
-    """The native stream, step by step, against the reference layer over the whole sequence: outputs, state,
-    reset, and set_state (continuing from the layer's final state)."""
-    torch.manual_seed(0)
-    ref = lnn.LSTM(5, 8, backend="reference", **kw).eval()
-    m = lnn.LSTM(5, 8, backend="native", **kw).eval()
-    m.load_state_dict(ref.state_dict())
-    tol = TOL["ln"] if kw.get("layer_norm") else dict(atol=1e-5, rtol=1e-5)
-    x = torch.randn(12, 3, 5)
-    with torch.no_grad():
-        y, (h, c) = ref(x)
-    s = m.stream(batch_size=3)
-    assert s.native
-    ys = torch.stack([s.step(x[t]) for t in range(12)])
-    torch.testing.assert_close(ys, y, **tol)
-    hs, cs = s.state
-    torch.testing.assert_close(hs, h, **tol)
-    torch.testing.assert_close(cs, c, **tol)
-    s.reset()
-    torch.testing.assert_close(s.step(x[0]), y[0], **tol)
-    s.set_state(h, c)
-    with torch.no_grad():
-        y_next, _ = ref(x[:1], (h, c))
-    torch.testing.assert_close(s.step(x[0]), y_next[0], **tol)
-
-
-@pytest.mark.parametrize("cls,kw", [(lnn.GRU, {}), (lnn.GRU, {"num_layers": 2, "bias": False}), (lnn.RNN, {}),
-                                    (lnn.RNN, {"nonlinearity": "relu", "num_layers": 2})])
-@pytest.mark.parametrize("threads", [1, 2])
-def test_gru_rnn_stream_equals_reference_layer(cls, kw, threads, monkeypatch):
-    """GRU and RNN streams (csrc/stream_gru.h), one native call per step, against the reference layer over the
-    whole sequence: outputs, state, reset and set_state. H = 40: the two-thread split has a part-filled block."""
-    _use_threads(threads, monkeypatch)
-    torch.manual_seed(0)
-    ref = cls(6, 40, backend="reference", **kw).eval()
-    nat = cls(6, 40, backend="native", **kw).eval()
-    nat.load_state_dict(ref.state_dict())
-    x = torch.randn(9, 3, 6)
-    with torch.no_grad():
-        y, h = ref(x)
-    s = nat.stream(batch_size=3)
-    assert s.native
-    ys = torch.stack([s.step(x[t]) for t in range(9)])
-    torch.testing.assert_close(ys, y, **TOL[torch.float32])
-    torch.testing.assert_close(s.state, h, **TOL[torch.float32])
-    s.reset()
-    torch.testing.assert_close(s.step(x[0]), y[0], **TOL[torch.float32])
-    s.set_state(h)  # continue from the end of the sequence: the next step as the layer from state h would give
-    with torch.no_grad():
-        y_next, _ = ref(x[:1], h)
-    torch.testing.assert_close(s.step(x[0]), y_next[0], **TOL[torch.float32])
-
-
-def test_stream_rejects_bad_input():
-    s = lnn.LSTM(5, 8, backend="native").eval().stream(batch_size=2)
-    with pytest.raises(ValueError, match="x must have shape"):
-        s.step(torch.randn(3, 5))
-    with pytest.raises(ValueError, match="unidirectional"):
-        lnn.LSTM(5, 8, bidirectional=True).stream()
-
-
-@pytest.mark.parametrize("cls,kw,H", [(lnn.LSTM, {}, 16), (lnn.LSTM, {"layer_norm": True, "peephole": True}, 16),
-                                      (lnn.LSTM, {"layer_norm": True, "proj_size": 5}, 16),
-                                      (lnn.LSTM, {"coupled": True, "peephole": True}, 41),
-                                      (lnn.LSTM, {"proj_size": 4, "bidirectional": True}, 16),
-                                      (lnn.LSTM, {"bidirectional": True}, 16), (lnn.GRU, {}, 16),
-                                      (lnn.RNN, {}, 16)])
-def test_bfloat16_at_least_as_accurate_as_reference(cls, kw, H, batch=3, D=8):
-    """bf16: native (bf16 GEMMs, fp32 state and accumulation) is within 1.5x the reference bf16 error, against
-    float64 truth. Coupled at H=41: 3H is odd, so the kernel's bf16 gate gradients carry a pad column."""
-    torch.manual_seed(0)
-    base = cls(D, H, backend="reference", **kw)
-    models = {"ref": cls(D, H, backend="reference", **kw).to(torch.bfloat16),
-              "nat": cls(D, H, backend="native", **kw).to(torch.bfloat16),
-              "f64": cls(D, H, backend="reference", **kw).double()}
-    for m in models.values():
-        m.load_state_dict(base.state_dict())
-    x = torch.randn(10, batch, D)
-    # with lengths (an LSTM's C++ node then keeps the active rows only) and without
-    lengths = torch.tensor(([10, 4, 7] + [1 + (3 * i) % 10 for i in range(batch - 3)])[:batch])
-    for lengths in (lengths, None):
-        res = {}
-        for name, m in models.items():
-            m.zero_grad(set_to_none=True)
-            xx = x.to(next(m.parameters()).dtype).requires_grad_()
-            y, _ = m(xx, lengths=lengths)
-            (y.double() * torch.linspace(-1, 1, y.numel(), dtype=torch.float64).view_as(y)).sum().backward()
-            assert y.dtype == xx.dtype
-            res[name] = [y.double(), xx.grad.double()] + [p.grad.double() for p in m.parameters()]
-        for i, truth in enumerate(res["f64"]):
-            err_ref = (res["ref"][i] - truth).abs().max().item()
-            err_nat = (res["nat"][i] - truth).abs().max().item()
-            assert err_nat <= 1.5 * err_ref + 1e-3 * truth.abs().max().item(), (lengths, i, err_nat, err_ref)
-
-
-@pytest.mark.parametrize("threads", [1, 2])
-def test_bfloat16_recurrent_dropout(threads, monkeypatch):
-    """bf16 with recurrent dropout (the fused loop feeds its GEMM h * mask as bf16): within 1.5x the reference bf16
-    error against float64 truth, with the same masks (same seed) on all three."""
-    _use_threads(threads, monkeypatch)
-    torch.manual_seed(0)
-    base = lnn.LSTM(8, 41, backend="reference", recurrent_dropout=0.3)
-    models = {"ref": lnn.LSTM(8, 41, backend="reference", recurrent_dropout=0.3).to(torch.bfloat16),
-              "nat": lnn.LSTM(8, 41, backend="native", recurrent_dropout=0.3).to(torch.bfloat16),
-              "f64": lnn.LSTM(8, 41, backend="reference", recurrent_dropout=0.3).double()}
-    x = torch.randn(10, 3, 8)
-    res = {}
-    for name, m in models.items():
-        m.load_state_dict(base.state_dict())
-        xx = x.to(next(m.parameters()).dtype).requires_grad_()
-        torch.manual_seed(11)  # the same dropout mask for all three
-        y, _ = m(xx)
-        (y.double() * torch.linspace(-1, 1, y.numel(), dtype=torch.float64).view_as(y)).sum().backward()
-        res[name] = [y.double(), xx.grad.double()] + [p.grad.double() for p in m.parameters()]
-    for i, truth in enumerate(res["f64"]):
-        err_ref = (res["ref"][i] - truth).abs().max().item()
-        err_nat = (res["nat"][i] - truth).abs().max().item()
-        assert err_nat <= 1.5 * err_ref + 1e-3 * truth.abs().max().item(), (i, err_nat, err_ref)
-
-
-@pytest.mark.parametrize("kw", [{}, {"coupled": True, "peephole": True}])
-def test_bfloat16_two_threads(kw, monkeypatch):
-    """The bf16 fused loop on two threads (uneven unit split, odd pair padding) keeps the same accuracy."""
-    _use_threads(2, monkeypatch)
-    test_bfloat16_at_least_as_accurate_as_reference(lnn.LSTM, kw, H=41)
-
-
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("D,batch", [(7, 3), (8, 1)])
-def test_bfloat16_input_in_the_loop_and_not(D, batch, threads, monkeypatch):
-    """bf16 from B >= 2: the loop takes the input itself (x_t W_ih^T as bf16 dot products in each step's register
-    blocks; an odd D gets a zero pad column, csrc/fused_lstm.cpp). At B = 1 the projection runs first."""
-    _use_threads(threads, monkeypatch)
-    test_bfloat16_at_least_as_accurate_as_reference(lnn.LSTM, {"peephole": True}, H=41, batch=batch, D=D)
-
-
-@pytest.mark.parametrize("threads", [1, 2])
-def test_bfloat16_many_rows(threads, monkeypatch):
-    """13 rows: the bf16 backward GEMM's 6-row register blocks and a remainder (and, with lengths, every count of
-    active rows from 13 down), with a partial 16-column block (H=41)."""
-    _use_threads(threads, monkeypatch)
-    test_bfloat16_at_least_as_accurate_as_reference(lnn.LSTM, {"peephole": True}, H=41, batch=13)
-
-
 @pytest.mark.parametrize("scale", [50.0, 1e4])
 def test_saturated_gates_stay_finite_and_match(scale):
     """Huge pre-activations (saturated gates) give finite values and gradients equal to the reference's."""
@@ -514,44 +246,6 @@ def test_inference_path_matches_reference(kw, threads, monkeypatch):
             (ya, (ha, ca)), (yb, (hb, cb)) = ref(x, lengths=lengths), nat(x, lengths=lengths)
         for name, u, v in (("output", ya, yb), ("h_n", ha, hb), ("c_n", ca, cb)):
             torch.testing.assert_close(v, u, **TOL[torch.float32], msg=lambda s: f"{name}: {s}")
-
-
-def test_memory_pool_reuses_and_releases():
-    """Large engine tensors come back from the pool after they are freed, and release_memory empties it."""
-    from lstmkit import backend
-    from lstmkit._native import ops
-    backend.release_memory()
-    lstm = lnn.LSTM(16, 64, backend="native")
-    x = torch.randn(300, 32, 16, requires_grad=True)  # gates (300, 32, 256) fp32: about 10 MB
-    out, _ = lstm(x)
-    out.sum().backward()
-    del out
-    held = ops._C.pool_cached_bytes()
-    assert held >= 300 * 32 * 256 * 4
-    out, _ = lstm(x)  # served from the pool: nothing new is cached
-    assert ops._C.pool_cached_bytes() < held
-    del out
-    assert backend.release_memory() >= 300 * 32 * 256 * 4
-    assert ops._C.pool_cached_bytes() == 0
-
-
-@pytest.mark.parametrize("kw", [{}, {"peephole": True, "coupled": True}])
-def test_bfloat16_inference_entry_accuracy(kw):
-    """bf16 under inference_mode (the inference entry: bf16 projection, biases added in the kernel): as accurate
-    as the reference bf16 layer against float64 truth."""
-    torch.manual_seed(0)
-    base = lnn.LSTM(8, 24, backend="reference", **kw)
-    ref16, nat16 = (lnn.LSTM(8, 24, backend=b, **kw).to(torch.bfloat16) for b in ("reference", "native"))
-    f64 = lnn.LSTM(8, 24, backend="reference", **kw).double()
-    for m in (ref16, nat16, f64):
-        m.load_state_dict(base.state_dict())
-    x = torch.randn(12, 5, 8)
-    with torch.inference_mode():
-        truth = f64(x.double())[0]
-        err_ref = (ref16(x.bfloat16())[0].double() - truth).abs().max().item()
-        y = nat16(x.bfloat16())[0]
-    assert y.dtype == torch.bfloat16
-    assert (y.double() - truth).abs().max().item() <= 1.5 * err_ref + 1e-3
 
 
 @pytest.mark.parametrize("train", [False, True])
@@ -592,38 +286,3 @@ def test_unsorted_lengths_equal_the_presorted_batch_exactly(cls, kw, train):
         elif 1 <= i <= n_states or i == 2 + n_states:  # h_n, c_n and dh0: (1, B, H)
             u = u[:, order]
         torch.testing.assert_close(u, p, atol=0, rtol=0)
-
-
-def test_torch_compile_runs_the_native_layer_eagerly():
-    """Under torch.compile a native layer is one graph break (RNNBase._forward_eager, torch.compiler.disable) without
-    dynamo's warnings about untraceable pybind functions; the compiled model gives the eager model's outputs and
-    gradients."""
-    import warnings
-
-    import torch._dynamo
-
-    class Model(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.inp = torch.nn.Linear(5, 8)
-            self.rnn = lnn.LSTM(8, 12, batch_first=True, bidirectional=True, num_layers=2, backend="native")
-            self.out = torch.nn.Linear(24, 2)
-
-        def forward(self, x):
-            return self.out(self.rnn(torch.relu(self.inp(x)))[0])
-
-    torch.manual_seed(0)
-    model = Model()
-    x = torch.randn(3, 7, 5)
-    torch._dynamo.reset()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        y = torch.compile(model, backend="eager")(x)
-    assert not [w for w in caught if "Dynamo" in str(w.message)], [str(w.message)[:200] for w in caught]
-    y_eager = model(x)
-    torch.testing.assert_close(y, y_eager, atol=0, rtol=0)
-    grads = [torch.autograd.grad(out.sum(), list(model.parameters())) for out in (y, y_eager)]
-    for a, b in zip(*grads):
-        torch.testing.assert_close(a, b, atol=0, rtol=0)
-    torch._dynamo.reset()
-    assert torch._dynamo.explain(model)(x).graph_break_count == 1
