@@ -9,6 +9,7 @@ import torch
 import lstmkit.nn as lnn
 from lstmkit import backend
 from lstmkit._native import ops
+from native_helpers import TOL
 
 pytestmark = pytest.mark.skipif(not backend.native_available(), reason=f"native engine not built: "
                                 f"{backend.native_error()}")
@@ -72,7 +73,7 @@ def test_fast_path_in_training_matches_reference_and_general_path(kw, calls):
     assert not calls, "the fast path must not go through the general per-direction call"
     general = grads(nat, (zeros, zeros))  # an explicit state takes the general path
     assert calls
-    tol = dict(atol=1e-4, rtol=1e-4) if kw.get("layer_norm") else dict(atol=2e-5, rtol=1e-4)  # as test_native's
+    tol = TOL["ln"] if kw.get("layer_norm") else TOL[torch.float32]
     for got, want_general, want_ref in zip(fast, general, grads(ref)):
         torch.testing.assert_close(got, want_general, atol=0, rtol=0)
         torch.testing.assert_close(got, want_ref, **tol)
