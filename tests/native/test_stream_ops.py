@@ -2,6 +2,8 @@
 opcheck, its memory pool, and torch.compile around a native layer."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -72,12 +74,15 @@ def test_opcheck_registered_ops():
                                 {"layer_norm": True, "num_layers": 2},
                                 {"layer_norm": True, "peephole": True, "coupled": True, "bias": False},
                                 {"layer_norm": True, "proj_size": 3, "peephole": True, "num_layers": 2}])
-def test_stream_equals_layer(kw):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_stream_equals_layer(kw, threads, monkeypatch):
     """The native stream, step by step, against the reference layer over the whole sequence: outputs, state,
-    reset, and set_state (continuing from the layer's final state)."""
+    reset, and set_state (continuing from the layer's final state). H = 40: on two threads the units split with a
+    part-filled block (a stack with a projection, and layer norm, stay on one)."""
+    _use_threads(threads, monkeypatch)
     torch.manual_seed(0)
-    ref = lnn.LSTM(5, 8, backend="reference", **kw).eval()
-    m = lnn.LSTM(5, 8, backend="native", **kw).eval()
+    ref = lnn.LSTM(5, 40, backend="reference", **kw).eval()
+    m = lnn.LSTM(5, 40, backend="native", **kw).eval()
     m.load_state_dict(ref.state_dict())
     tol = TOL["ln"] if kw.get("layer_norm") else dict(atol=1e-5, rtol=1e-5)
     x = torch.randn(12, 3, 5)
@@ -180,6 +185,9 @@ def test_torch_compile_runs_the_native_layer_eagerly():
     assert not [w for w in caught if "Dynamo" in str(w.message)], [str(w.message)[:200] for w in caught]
     y_eager = model(x)
     torch.testing.assert_close(y, y_eager, atol=0, rtol=0)
+    reference = copy.deepcopy(model)  # the same model on the reference path: the values themselves are right
+    reference.rnn.backend = "reference"
+    torch.testing.assert_close(y, reference(x), **TOL[torch.float32])
     grads = [torch.autograd.grad(out.sum(), list(model.parameters())) for out in (y, y_eager)]
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, atol=0, rtol=0)

@@ -195,7 +195,6 @@ def ln_setup(ctx, inputs, output):
     w_hr = inputs[14] if len(inputs) > 14 else None
     y, _h, _c, gates, cn, cs, n_hh, r_hh, n_c, r_c, m = output
     ctx.coupled = coupled
-    ctx.n_inputs = len(inputs)
     ctx.save_for_backward(h0, c0, w_hh, ln_hh_w, ln_c_w, ln_c_b, w_ph, batch_sizes, rd_mask, zo_h, zo_c, y, gates,
                           cn, cs, n_hh, r_hh, n_c, r_c, w_hr, m)
 
@@ -218,7 +217,7 @@ def ln_backward(ctx, dy, dhT, dcT, *_unused):
     if w_ph is not None:
         d_w_ph = _peephole_grad(dA, c0, cs if zo_c is not None else cn, cn, ctx.coupled)
     grads = (dA, dh0, dc0, d_w_hh, d_ln_hh_w, d_ln_hh_b, d_ln_c_w, d_ln_c_b, d_w_ph, None, None, None, None, None)
-    return grads + (d_w_hr,) if ctx.n_inputs > 14 else grads
+    return grads + (d_w_hr,) if len(ctx.needs_input_grad) > 14 else grads  # one gradient per input given
 
 # GRU: inputs (gx, h0, w_hh, b_hh, batch_sizes, rd_mask, zo_h)
 

@@ -266,16 +266,29 @@ def build_bf16_train(shape, ctx: Context):
 
 
 def build_stream(shape, ctx: Context):
-    """Single steps at B=1, D=H: lstmkit's streaming API (or a module call per step) vs torch.nn.LSTMCell."""
+    """Single steps at B=1, D=H: lstmkit's streaming API vs torch.nn.LSTMCell, and the same for the GRU (no
+    target: the issue's streaming target is the LSTM's) vs torch.nn.GRUCell."""
     _, _, d, h = shape
     steps = ctx.stream_steps
-    ours = lnn.LSTM(d, h, batch_first=True, backend=ctx.backend).eval()
-    cell = torch.nn.LSTMCell(d, h).eval()
+    xs = torch.randn(steps, 1, d)
+    lstm_rows, lstm_diff = _stream_rows(lnn.LSTM, torch.nn.LSTMCell, ("lstmkit", "torch_lstmcell"), "lstmkit",
+                                        "lstm", d, h, xs, ctx)
+    gru_rows, gru_diff = _stream_rows(lnn.GRU, torch.nn.GRUCell, ("lstmkit_gru", "torch_grucell"), "lstmkit GRU",
+                                      "gru", d, h, xs, ctx)
+    checks = {"max_abs_diff_vs_lstmcell_last_step": lstm_diff, "gru_max_abs_diff_vs_grucell_last_step": gru_diff,
+              "steps_per_call": steps}
+    return lstm_rows + gru_rows, {"checks": checks}
+
+
+def _stream_rows(cls, cell_cls, keys, what: str, mode: str, d: int, h: int, xs: torch.Tensor, ctx: Context):
+    """Rows ``keys``: lstmkit's stream of a ``cls`` layer (or a module call per step, in a build without the stream
+    API) and ``cell_cls`` called once per step, on the same weights; and the difference of their last outputs."""
+    ours = cls(d, h, backend=ctx.backend).eval()
+    cell = cell_cls(d, h).eval()
     with torch.no_grad():
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             getattr(cell, name).copy_(getattr(ours, f"{name}_l0"))
-    xs = torch.randn(steps, 1, d)
-    label = lstmkit_label(ctx, "lstmkit", CellSpec("lstm", h))
+    label = lstmkit_label(ctx, what, CellSpec(mode, h))
     if hasattr(ours, "stream"):
         stream = ours.stream(batch_size=1)
 
@@ -297,44 +310,14 @@ def build_stream(shape, ctx: Context):
 
     def run_cell():
         with torch.inference_mode():
-            hc = (torch.zeros(1, h), torch.zeros(1, h))
+            state = None  # zeros
             for x_t in xs:
-                hc = cell(x_t, hc)
-        return hc[0]
-    checks = {"max_abs_diff_vs_lstmcell_last_step": _diff(run_ours(), run_cell()), "steps_per_call": steps}
-    gru_rows, gru_checks = _gru_stream_rows(d, h, xs, ctx)
-    checks.update(gru_checks)
-    return [Row("lstmkit", label, run_ours, divisor=steps),
-            Row("torch_lstmcell", "torch.nn.LSTMCell per step", run_cell, divisor=steps)] + gru_rows, \
-        {"checks": checks}
-
-
-def _gru_stream_rows(d: int, h: int, xs: torch.Tensor, ctx: Context):
-    """The GRU's stream (no target; the issue's streaming target is the LSTM's) against torch.nn.GRUCell."""
+                state = cell(x_t, state)
+        return state[0] if isinstance(state, tuple) else state
     steps = xs.size(0)
-    ours = lnn.GRU(d, h, backend=ctx.backend).eval()
-    cell = torch.nn.GRUCell(d, h).eval()
-    with torch.no_grad():
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            getattr(cell, name).copy_(getattr(ours, f"{name}_l0"))
-    stream = ours.stream(batch_size=1)
-
-    def run_ours():
-        stream.reset()
-        for x_t in xs:
-            y = stream.step(x_t)
-        return y
-
-    def run_cell():
-        with torch.inference_mode():
-            hx = torch.zeros(1, h)
-            for x_t in xs:
-                hx = cell(x_t, hx)
-        return hx
-    label = lstmkit_label(ctx, "lstmkit GRU", CellSpec("gru", h)) + " stream.step"
-    checks = {"gru_max_abs_diff_vs_grucell_last_step": _diff(run_ours(), run_cell())}
-    return [Row("lstmkit_gru", label, run_ours, divisor=steps),
-            Row("torch_grucell", "torch.nn.GRUCell per step", run_cell, divisor=steps)], checks
+    return [Row(keys[0], label, run_ours, divisor=steps),
+            Row(keys[1], f"torch.nn.{cell_cls.__name__} per step", run_cell, divisor=steps)], \
+        _diff(run_ours(), run_cell())
 
 
 def build_gflops(shape, ctx: Context):

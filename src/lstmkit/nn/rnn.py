@@ -207,10 +207,9 @@ class RNNBase(nn.Module):
         return hx.unsqueeze(1) if unbatched else hx
 
     def _run(self, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], lengths: Optional[Tensor],
-             with_cell: bool):
+             with_cell: bool, which: str):
         """The layer loop over ``x (T, B, D)``: returns ``y (T, B, dirs*P)``, ``h_n``, ``c_n`` (None unless
-        ``with_cell``). ``h0``/``c0`` None mean zeros."""
-        which = _backend.resolve(self.backend)
+        ``with_cell``). ``h0``/``c0`` None mean zeros; ``which``: the resolved backend."""
         num_dirs = 2 if self.bidirectional else 1
         steps, batch = x.size(0), x.size(1)
         state, hidden = self.spec.state_size, self.hidden_size
@@ -262,7 +261,7 @@ class RNNBase(nn.Module):
             return y.squeeze(1)
         return y.transpose(0, 1) if self.batch_first else y
 
-    def _fast_layer(self, x: Tensor, common: Optional[int]):
+    def _fast_layer(self, x: Tensor, common: Optional[int], which: str):
         """The most common layer, a one-layer unidirectional fp32 LSTM (peephole, coupled and layer-norm included;
         in training without recurrent dropout or zoneout) from a zero state over ``x (T, B, D)`` (validated; every
         sequence running all T steps, or ``common`` < T of them), as one native call: the layer node
@@ -271,24 +270,25 @@ class RNNBase(nn.Module):
         h_T (B, H), c_T (B, H))`` with zeros in y past ``common``, or None when the call is not that case."""
         if (self.mode != "LSTM" or self.num_layers != 1 or self.bidirectional or self.proj_size
                 or (self.training and (self.recurrent_dropout or self.zoneout)) or x.dtype != torch.float32
-                or _backend.resolve(self.backend) != "native"):
+                or which != "native"):
             return None
         y, h, c = _backend.native_module().lstm_one_call(x, self._direction_weights(0), self.coupled, common)
         return None if y is None else (y, h, c)
 
     def _forward(self, input, hx, lengths, with_cell: bool):
-        if _backend.resolve(self.backend) == "native":
-            return self._forward_eager(input, hx, lengths, with_cell)
-        return self._forward_impl(input, hx, lengths, with_cell)
+        which = _backend.resolve(self.backend)  # once a call: the layer loop and the one-call path take it
+        if which == "native":
+            return self._forward_eager(input, hx, lengths, with_cell, which)
+        return self._forward_impl(input, hx, lengths, with_cell, which)
 
     # The native engine's entry points are pybind functions that torch.compile cannot trace. Under torch.compile a
     # native layer therefore runs eagerly, as one graph break without dynamo's warnings, and the rest of the model
     # compiles. (Eagerly the wrapper costs about 0.4 us a call.)
     @torch.compiler.disable
-    def _forward_eager(self, input, hx, lengths, with_cell: bool):
-        return self._forward_impl(input, hx, lengths, with_cell)
+    def _forward_eager(self, input, hx, lengths, with_cell: bool, which: str):
+        return self._forward_impl(input, hx, lengths, with_cell, which)
 
-    def _forward_impl(self, input, hx, lengths, with_cell: bool):
+    def _forward_impl(self, input, hx, lengths, with_cell: bool, which: str):
         x, lens, common, unbatched, packed = self._prepare(input, lengths)
         if with_cell:
             if hx is not None and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
@@ -302,14 +302,14 @@ class RNNBase(nn.Module):
         steps = x.size(0)
         fast = None
         if with_cell and h0 is None and c0 is None and (lens is None or common is not None):
-            fast = self._fast_layer(x, common)
+            fast = self._fast_layer(x, common, which)
         if fast is not None:
             y, h_n, c_n = fast[0], fast[1].unsqueeze(0), fast[2].unsqueeze(0)
         else:
             run_lens = lens
             if common is not None:  # every sequence has the same length L < T: run L steps, no masking
                 x, run_lens = x[:common], None
-            y, h_n, c_n = self._run(x, h0, c0, run_lens, with_cell)
+            y, h_n, c_n = self._run(x, h0, c0, run_lens, with_cell, which)
             if y.size(0) < steps:  # zero outputs past the common length
                 y = torch.cat([y, y.new_zeros((steps - y.size(0),) + tuple(y.shape[1:]))])
         out = self._finish(y, packed, unbatched, lens)

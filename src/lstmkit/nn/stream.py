@@ -92,11 +92,9 @@ class Stream:
     @property
     def state(self) -> Tuple[Tensor, ...] | Tensor:
         """Current ``(h, c)`` for an LSTM, ``h`` otherwise (copies)."""
-        if self._native is not None and self._c is None:
-            return self._native.state().clone()
-        if self._native is not None:
-            h, c = self._native.state()
-            return h.clone(), c.clone()
+        if self._native is not None:  # (h, c) from an LSTM's stream, h from a GRU's or RNN's
+            state = self._native.state()
+            return state.clone() if self._c is None else (state[0].clone(), state[1].clone())
         return (self._h.clone(), self._c.clone()) if self._c is not None else self._h.clone()
 
     def set_state(self, h: Tensor, c: Optional[Tensor] = None) -> None:

@@ -56,12 +56,12 @@ class LSTMStream {
       L.m = at::empty({B_, L.H}, at::kFloat);
       L.zero = at::zeros({L.H}, at::kFloat);
       layers_.push_back(L);
-      // two threads split the hidden units when a layer's step is large enough to pay for two barriers
-      if (!L.w_hr_t.defined() && L.H >= 32 && (L.D + L.P) * L.G * L.H * B_ >= (1 << 17)) two_threads_ = true;
+      // two threads split the hidden units when a layer's step is large enough (team.h); a projection's GEMM
+      // needs the whole of m, so a stack with one runs on one thread
+      if (stream_layer_large(L.H, (L.D + L.P) * L.G * L.H * B_)) two_threads_ = true;
       step_macs_ += (L.D + L.P) * L.G * L.H * B_;
       if (L.w_hr_t.defined()) has_proj_ = true;
     }
-    if (has_proj_) two_threads_ = false;
   }
 
   // Advance one step with input x (B, D); returns the last layer's output (B, P) (a new tensor).
@@ -70,7 +70,7 @@ class LSTMStream {
     TORCH_CHECK(x.dim() == 2 && x.size(0) == B_ && x.size(1) == layers_[0].D, "lstmkit: stream.step expects x of "
                 "shape (", B_, ", ", layers_[0].D, "), got ", x.sizes());
     const float* xp = x.data_ptr<float>();
-    if (two_threads_ && at::get_num_threads() >= 2 && team_pays(step_macs_)) {
+    if (!has_proj_ && stream_split(two_threads_, step_macs_)) {
       Barrier2 bar;
       std::function<void(int)> job = [&](int tid) { run_layers(xp, tid, 2, &bar); };
       if (!Team2::run(job)) run_layers(xp, 0, 1, nullptr);
@@ -90,10 +90,8 @@ class LSTMStream {
     for (size_t l = 0; l < layers_.size(); ++l) {
       StreamLayer& L = layers_[l];
       const int64_t H = L.H, GH = L.G * L.H, D = L.D, P = L.P;
-      // units [j0, j1) of this thread, split on 16-unit boundaries
-      const int64_t half = ((H / 16 + 1) / 2) * 16;
-      const int64_t j0 = nth == 1 ? 0 : (tid == 0 ? 0 : std::min(H, half));
-      const int64_t j1 = nth == 1 ? H : (tid == 0 ? std::min(H, half) : H);
+      int64_t j0, j1;  // this thread's units
+      stream_units(H, tid, nth, &j0, &j1);
       const float* hcur = L.h[cur_].data_ptr<float>();
       float* hnew = L.h[cur_ ^ 1].data_ptr<float>();
       float* g = L.gates.data_ptr<float>();

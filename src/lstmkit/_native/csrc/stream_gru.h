@@ -63,8 +63,8 @@ class CellStream {
       L.h[0] = at::zeros({B_, H}, at::kFloat);
       L.h[1] = at::zeros({B_, H}, at::kFloat);
       L.g = at::empty({B_, S * H}, at::kFloat);
-      // two threads split the hidden units when a layer's step is large enough to pay for the barriers
-      if (H >= 32 && (D + H) * G * H * B_ >= (1 << 17)) two_threads_ = true;
+      // two threads split the hidden units when a layer's step is large enough (team.h)
+      if (stream_layer_large(H, (D + H) * G * H * B_)) two_threads_ = true;
       step_macs_ += (D + H) * G * H * B_;
       layers_.push_back(L);
     }
@@ -76,11 +76,8 @@ class CellStream {
     TORCH_CHECK(x.dim() == 2 && x.size(0) == B_ && x.size(1) == layers_[0].D, "lstmkit: stream.step expects x of "
                 "shape (", B_, ", ", layers_[0].D, "), got ", x.sizes());
     const float* xp = x.data_ptr<float>();
-    // LSTMKIT_THREADS: 1 forces one thread, 2 the split (tests), unset: large layers when the barrier pays
-    const int forced = forced_threads();
-    const bool split = team_allowed(forced) && (forced >= 2 || (two_threads_ && team_pays(step_macs_)));
     bool done = false;
-    if (split) {
+    if (stream_split(two_threads_, step_macs_)) {
       Barrier2 bar;
       std::function<void(int)> job = [&](int tid) { run_layers(xp, tid, 2, &bar); };
       done = Team2::run(job);
@@ -112,8 +109,9 @@ class CellStream {
     const float* in = xp;
     for (auto& L : layers_) {
       const int64_t D = L.D, H = L.H, K = D + H, S = (int64_t)L.w_sum.size();
-      const int64_t half = std::min(H, ((H / 16 + 1) / 2) * 16);
-      const int64_t j0 = nth == 1 || tid == 0 ? 0 : half, j1 = nth == 1 || tid == 1 ? H : half, nj = j1 - j0;
+      int64_t j0, j1;  // this thread's units
+      stream_units(H, tid, nth, &j0, &j1);
+      const int64_t nj = j1 - j0;
       const float* hcur = L.h[cur_].data_ptr<float>();
       float* hnew = L.h[cur_ ^ 1].data_ptr<float>();
       float* xh = L.xh.data_ptr<float>() + tid * B_ * K;

@@ -98,6 +98,7 @@ inline bool team_pays(int64_t macs) {
 #include <ATen/Parallel.h>
 #include <ATen/ThreadLocalState.h>
 
+#include <algorithm>
 #include <exception>
 #include <vector>
 
@@ -123,6 +124,23 @@ inline bool use_two_threads(int64_t B, int64_t GH, int64_t K, int64_t U) {
   if (forced >= 2) return true;
   // below 12288 multiply-adds a step is a few hundred ns: the barrier would cost as much; above, ask the team
   return B * GH * K >= 12288 && team_pays(B * GH * K);
+}
+
+// Streams (stream.h, stream_gru.h): whether a layer is large enough to pay for a barrier per layer and step (at
+// least 32 units, 2^17 multiply-adds a step), and whether a step splits its layers' units between the two threads:
+// some layer is large and the barrier costs less than the step's ``macs`` save; LSTMKIT_THREADS=2 splits whatever
+// the size, 1 never.
+inline bool stream_layer_large(int64_t H, int64_t macs) { return H >= 32 && macs >= ((int64_t)1 << 17); }
+inline bool stream_split(bool large, int64_t macs) {
+  const int forced = forced_threads();
+  return team_allowed(forced) && (forced >= 2 || (large && team_pays(macs)));
+}
+
+// The units [j0, j1) thread tid of nth owns in a stream step: all of them, or a half on a 16-unit boundary.
+inline void stream_units(int64_t H, int tid, int nth, int64_t* j0, int64_t* j1) {
+  const int64_t half = std::min(H, ((H / 16 + 1) / 2) * 16);
+  *j0 = nth == 1 || tid == 0 ? 0 : half;
+  *j1 = nth == 1 || tid == 1 ? H : half;
 }
 
 // Run body(b0, b1, split) on the batch rows [0, B): split between the two threads of the team when each half has
