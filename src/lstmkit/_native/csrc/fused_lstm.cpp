@@ -170,8 +170,7 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
     // panel-outer: each W_hh panel is loaded once per step and reused, cache-hot, by every row block
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t nl = std::min(UB, H - u * UB);
-      for (int64_t r0 = 0; r0 < bt; r0 += MR) {
-        const int R = (int)std::min<int64_t>(MR, bt - r0);
+      for_row_blocks(bt, [&](int64_t r0, int R) {
 #if defined(__AVX512BF16__)
         if (a.Wp16) {
           const uint16_t* A16 = a.h16 + (t & 1) * B * a.KP2;
@@ -279,7 +278,7 @@ static void fwd_units(const FwdArgs& a, int64_t u0, int64_t u1, Barrier2* bar) {
           }
 #endif
         }
-      }
+      });
     }
     // rows past their length: zero output, keep state; copy the carried cell for backward
     const int64_t j0 = u0 * UB, j1 = std::min(H, u1 * UB);

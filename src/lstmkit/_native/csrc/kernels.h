@@ -101,6 +101,24 @@ static inline void with_rows(int R, F&& f) {
   }
 }
 
+// Calls f(r0, R) for blocks of at most 6 rows covering rows 0..M-1. Up to 12 rows: 6s and then the rest (8 rows as
+// 6 + 2, whose two-row kernel doubles its accumulators, was not slower than 4 + 4); above, blocks as even as 6
+// allows (32 rows: 6, 6, 5, 5, 5, 5 instead of five 6s and a 2): LSTM training and inference 0.3-1.7% faster from
+// 32x100x64x256 up, in one process with the order of the two alternated.
+template <class F>
+static inline void for_row_blocks(int64_t M, F&& f) {
+  if (M <= 12) {
+    for (int64_t r0 = 0; r0 < M; r0 += 6) f(r0, (int)std::min<int64_t>(6, M - r0));
+    return;
+  }
+  const int64_t n = (M + 5) / 6, base = M / n, extra = M % n;
+  for (int64_t k = 0, r0 = 0; k < n; ++k) {
+    const int R = (int)(base + (k < extra));
+    f(r0, R);
+    r0 += R;
+  }
+}
+
 // Above this many multiply-adds a per-step GEMM goes to ATen (MKL/oneDNN, both threads); below it the
 // call overhead dominates and the register-blocked kernel below wins.
 // LSTMKIT_GEMM_MACS overrides the switch-over point (for tuning on other machines).
@@ -319,16 +337,15 @@ __attribute__((noinline)) static void packed_block(int64_t K, const float* A, in
     for (int q = 0; q < NQ; ++q) _mm512_mask_storeu_ps(C + r * ldc + 16 * q, mk[q], acc[r][q]);
 }
 
-// All M rows of one block of NQ panels: 6-row register blocks, then the remainder.
+// All M rows of one block of NQ panels, in the row blocks of for_row_blocks.
 template <int NQ, bool Load>
 static inline void packed_rows(int64_t M, int64_t K, const float* A, int64_t lda, const float* panel,
                                const __mmask16* mk, float* C, int64_t ldc) {
-  int64_t m = 0;
-  for (; m + 6 <= M; m += 6) packed_block<6, NQ, Load>(K, A + m * lda, lda, panel, mk, C + m * ldc, ldc);
-  if (m < M)
-    with_rows((int)(M - m), [&](auto r) {
+  for_row_blocks(M, [&](int64_t m, int R) {
+    with_rows(R, [&](auto r) {
       packed_block<decltype(r)::value, NQ, Load>(K, A + m * lda, lda, panel, mk, C + m * ldc, ldc);
     });
+  });
 }
 #endif
 
