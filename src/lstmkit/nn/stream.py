@@ -3,7 +3,9 @@
 For online use (a sensor reading, a token) calling a whole layer per step costs far more than the step itself.
 ``layer.stream()`` returns a :class:`Stream`; each :meth:`Stream.step` runs every layer once for the new input,
 in one native call (LSTM with any option, GRU, RNN) when the engine is built (weights are copied and laid out once,
-at creation).
+at creation). A bfloat16 layer streams natively too: its weights are widened to fp32 once, each step computes in
+fp32 and returns the output in the input's dtype (more exact than the bf16 layer itself, which rounds ``h`` to
+bf16 before each step's product); float64 layers step through the reference cells, in float64.
 
 Example::
 
@@ -53,21 +55,22 @@ class Stream:
         weights = [layer._direction_weights(i) for i in range(layer.num_layers)]
         self._weights = [tuple(None if t is None else t.detach() for t in w) for w in weights]
         self._weights = [type(weights[0])(*w) for w in self._weights]
-        if which == "native" and self._weights[0].w_ih.dtype == torch.float32:
+        self._dtype = self._weights[0].w_ih.dtype
+        if which == "native" and self._dtype in (torch.float32, torch.bfloat16):
             from lstmkit._native import ops
 
             empty = torch.empty(0)
 
-            def f32(t):
+            def f32(t):  # sums of biases are taken after this: in bf16 they would round
                 return empty if t is None else t.float()
             if self.spec.layer_norm:  # csrc/stream_ln.h; b_ih and b_hh join LN_ih's bias, as in the layer
                 packed = [[w.w_ih.float(), w.w_hh.float(), w.ln_ih_w.float(),
-                           (w.ln_ih_b if w.b_ih is None else w.ln_ih_b + w.b_ih + w.b_hh).float(),
+                           (f32(w.ln_ih_b) if w.b_ih is None else f32(w.ln_ih_b) + f32(w.b_ih) + f32(w.b_hh)),
                            w.ln_hh_w.float(), w.ln_hh_b.float(), w.ln_c_w.float(), w.ln_c_b.float(), f32(w.w_hr),
                            f32(w.w_ph)] for w in self._weights]
                 self._native = ops._C.LnLSTMStream(packed, batch_size, self.spec.coupled)
             elif self.spec.mode == "lstm":
-                packed = [[w.w_ih.float(), w.w_hh.float(), f32(None if w.b_ih is None else w.b_ih + w.b_hh),
+                packed = [[w.w_ih.float(), w.w_hh.float(), empty if w.b_ih is None else f32(w.b_ih) + f32(w.b_hh),
                            f32(w.w_hr), f32(w.w_ph)] for w in self._weights]
                 self._native = ops._C.LSTMStream(packed, batch_size, self.spec.coupled)
             else:  # GRU, RNN (csrc/stream_gru.h)
@@ -83,18 +86,19 @@ class Stream:
     def reset(self) -> None:
         """Zero the state (start new sequences)."""
         L, B = self.layer.num_layers, self.batch_size
-        dtype = self._weights[0].w_ih.dtype
-        self._h = torch.zeros(L, B, self.spec.state_size, dtype=dtype)
-        self._c = torch.zeros(L, B, self.spec.hidden_size, dtype=dtype) if self.spec.mode == "lstm" else None
+        self._h = torch.zeros(L, B, self.spec.state_size, dtype=self._dtype)
+        self._c = torch.zeros(L, B, self.spec.hidden_size, dtype=self._dtype) if self.spec.mode == "lstm" else None
         if self._native is not None:
             self._native.reset()
 
     @property
     def state(self) -> Tuple[Tensor, ...] | Tensor:
-        """Current ``(h, c)`` for an LSTM, ``h`` otherwise (copies)."""
-        if self._native is not None:  # (h, c) from an LSTM's stream, h from a GRU's or RNN's
+        """Current ``(h, c)`` for an LSTM, ``h`` otherwise (copies, in the layer's dtype)."""
+        if self._native is not None:  # (h, c) from an LSTM's stream, h from a GRU's or RNN's: fp32
+            def copy(t):
+                return t.clone() if self._dtype == torch.float32 else t.to(self._dtype)
             state = self._native.state()
-            return state.clone() if self._c is None else (state[0].clone(), state[1].clone())
+            return copy(state) if self._c is None else (copy(state[0]), copy(state[1]))
         return (self._h.clone(), self._c.clone()) if self._c is not None else self._h.clone()
 
     def set_state(self, h: Tensor, c: Optional[Tensor] = None) -> None:
@@ -114,8 +118,9 @@ class Stream:
     @torch.no_grad()
     def step(self, x: Tensor) -> Tensor:
         """Advance every layer one step with input ``x`` ``(B, D)``; returns the top layer's output ``(B, P)``."""
-        if self._native is not None and x.shape == self._x_shape and x.dtype == torch.float32:
-            return self._native.step(x)  # the common case, with as little Python as possible
+        if self._native is not None and x.shape == self._x_shape:  # the common case, with little Python
+            y = self._native.step(x)  # fp32, whatever x's dtype
+            return y if x.dtype == torch.float32 else y.to(x.dtype)
         squeeze = x.dim() == 1 and self.batch_size == 1
         if squeeze:
             x = x.unsqueeze(0)
